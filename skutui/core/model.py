@@ -102,3 +102,23 @@ class ClusterConfig:
         for name in self.tracked_interfaces:
             seen.setdefault(name, None)
         return tuple(seen)
+
+
+@dataclass(frozen=True)
+class InterfaceAddress:
+    """One address found on one link, as interface discovery reports it."""
+
+    interface: str
+    """The link's name (``eth0``), never the address label."""
+    address: str
+    prefixlen: int
+    label: str = ""
+    """The address label; differs from ``interface`` for alias addresses (``eth0:1``)."""
+    kind: str | None = None
+    """The link kind from netlink (``veth``, ``bridge``, ``dummy``…); None for physical NICs."""
+    loopback: bool = False
+    up: bool = True
+
+    @property
+    def is_alias(self) -> bool:
+        return bool(self.label) and self.label != self.interface
