@@ -56,6 +56,15 @@ class Paths:
         return self.run_dir / "control.sock"
 
     @property
+    def agent_state(self) -> Path:
+        """Written by the running agent: its pid and which of its parts run."""
+        return self.run_dir / "agent.json"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.run_dir / "agent.log"
+
+    @property
     def notify_fifo(self) -> Path:
         return self.run_dir / "keepalived.fifo"
 

@@ -1,0 +1,218 @@
+"""Starting, stopping and asking the daemons a node runs: keepalived, conntrackd, the agent.
+
+The daemons are driven directly through their binaries with skutui's own pid files and
+configuration paths, so the same code works with or without an init system and two nodes
+never collide on a default pid file (keepalived then exits 0 silently without running).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from skutui.core.paths import Paths
+
+STOP_TIMEOUT = 5.0
+POLL = 0.02
+
+
+class DaemonError(Exception):
+    """A daemon could not be started, stopped or asked; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    debian_package: str
+
+    def path(self) -> str:
+        found = shutil.which(self.name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        if not found:
+            raise DaemonError(
+                f"{self.name} is not installed; install the Debian package {self.debian_package}"
+            )
+        return found
+
+
+KEEPALIVED = Binary("keepalived", "keepalived")
+CONNTRACKD = Binary("conntrackd", "conntrackd")
+
+
+def process_ids(*arguments: str, comm: str | None = None) -> list[int]:
+    """PIDs whose argument list holds every one of ``arguments`` (and named ``comm``, if given)."""
+    wanted = [a.encode() for a in arguments]
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if comm and Path(entry.path, "comm").read_text().strip() != comm[:15]:
+                continue
+            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args != [b""] and all(w in args for w in wanted):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _pid_alive(p)]
+        if pids:
+            time.sleep(POLL)
+    return pids
+
+
+def terminate(pids: list[int], name: str) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    left = _wait_gone(pids, STOP_TIMEOUT)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if _wait_gone(left, STOP_TIMEOUT):
+        raise DaemonError(f"{name} (pid {', '.join(map(str, left))}) did not stop")
+
+
+def spawn_detached(argv: list[str], log: Path | None = None) -> None:
+    """Start a daemon in its own session so that it outlives the command that started it."""
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    try:
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        if log:
+            out.close()
+
+
+def _wait_until(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(POLL)
+    return check()
+
+
+class Keepalived:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+
+    def pids(self) -> list[int]:
+        return process_ids(str(self.paths.keepalived_conf), comm="keepalived")
+
+    def running(self) -> bool:
+        return bool(self.pids())
+
+    def version(self) -> str:
+        out = subprocess.run([KEEPALIVED.path(), "--version"], capture_output=True, text=True)
+        first = (out.stderr or out.stdout).splitlines()
+        return first[0].split()[1].lstrip("v") if first else "unknown"
+
+    def config_test(self, conf: Path) -> str | None:
+        """None when keepalived accepts ``conf``, else what it complained about."""
+        out = subprocess.run(
+            [KEEPALIVED.path(), "--config-test", "-f", str(conf)], capture_output=True, text=True
+        )
+        return None if out.returncode == 0 else (out.stderr or out.stdout).strip()
+
+    def start(self) -> None:
+        if self.running():
+            return
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        spawn_detached(
+            [
+                KEEPALIVED.path(),
+                "--vrrp",
+                "--use-file", str(self.paths.keepalived_conf),
+                "--pid", str(self.paths.keepalived_pid),
+                "--vrrp_pid", str(self.paths.vrrp_pid),
+            ]
+        )
+        if not _wait_until(self.running, STOP_TIMEOUT):
+            raise DaemonError("keepalived did not start; run keepalived --config-test")
+
+    def stop(self) -> None:
+        terminate(self.pids(), "keepalived")
+
+    def reload(self) -> None:
+        """Re-read the configuration without dropping the floating IPs the master holds."""
+        parents = [p for p in self.pids() if self._is_parent(p)]
+        if not parents:
+            raise DaemonError("keepalived is not running; it cannot be reloaded")
+        for pid in parents:
+            os.kill(pid, signal.SIGHUP)
+
+    @staticmethod
+    def _is_parent(pid: int) -> bool:
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent_comm = Path(f"/proc/{ppid}/comm").read_text().strip()
+        except (OSError, IndexError, ValueError):
+            return False
+        return parent_comm != "keepalived"
+
+
+class Conntrackd:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+
+    def pids(self) -> list[int]:
+        return process_ids(str(self.paths.conntrackd_conf), comm="conntrackd")
+
+    def running(self) -> bool:
+        return bool(self.pids())
+
+    def version(self) -> str:
+        out = subprocess.run([CONNTRACKD.path(), "-v"], capture_output=True, text=True)
+        words = (out.stdout or out.stderr).split()
+        return words[-1].lstrip("v") if words else "unknown"
+
+    def start(self) -> None:
+        if self.running():
+            return
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        # A lock file left by a killed conntrackd makes the next start fail.
+        self.paths.conntrackd_lock.unlink(missing_ok=True)
+        spawn_detached([CONNTRACKD.path(), "-C", str(self.paths.conntrackd_conf)])
+        if not _wait_until(lambda: self.paths.conntrackd_socket.exists(), STOP_TIMEOUT):
+            raise DaemonError("conntrackd did not start; see its log")
+
+    def stop(self) -> None:
+        terminate(self.pids(), "conntrackd")
+        self.paths.conntrackd_lock.unlink(missing_ok=True)
+
+    def ctl(self, *flags: str, timeout: float = 10.0) -> subprocess.CompletedProcess:
+        """One client request to the running daemon (``-c``, ``-f``, ``-R``, ``-B``, ``-t``…)."""
+        return subprocess.run(
+            [CONNTRACKD.path(), "-C", str(self.paths.conntrackd_conf), *flags],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )

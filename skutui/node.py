@@ -1,0 +1,292 @@
+"""What one node does to itself: its facts, its configuration files, its daemons, its role.
+
+Every operation here acts on the machine it runs on. The cluster lifecycle calls them on the
+local node directly and on the peer through ``skutui node …`` over the kept SSH connection,
+so both nodes run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skutui import __version__
+from skutui.core import store
+from skutui.core.model import ClusterConfig, Role
+from skutui.core.paths import Paths
+from skutui.core.render import render_conntrackd, render_keepalived
+from skutui.daemons import Conntrackd, DaemonError, Keepalived
+
+MAINTENANCE_ON = "1"
+MAINTENANCE_OFF = "0"
+
+
+class NodeError(Exception):
+    """An operation on this node was refused or failed; the message is for the operator."""
+
+
+def skutui_command() -> str:
+    """The launcher of this very installation, for keepalived's notify hooks."""
+    beside = Path(sys.executable).parent / "skutui"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("skutui")
+    if not found:
+        raise NodeError("the skutui command is not on PATH; reinstall skutui")
+    return found
+
+
+@dataclass
+class NodeFacts:
+    """What the node table and the pre-flight checks need to know about one node."""
+
+    hostname: str
+    version: str
+    configured: bool
+    role: Role
+    maintenance: bool
+    services: dict[str, bool] = field(default_factory=dict)
+    holds_floating_ips: bool = False
+    interface_up: bool | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "hostname": self.hostname,
+            "version": self.version,
+            "configured": self.configured,
+            "role": self.role.value,
+            "maintenance": self.maintenance,
+            "services": dict(self.services),
+            "holds_floating_ips": self.holds_floating_ips,
+            "interface_up": self.interface_up,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NodeFacts":
+        return cls(
+            hostname=str(data["hostname"]),
+            version=str(data["version"]),
+            configured=bool(data["configured"]),
+            role=Role(data["role"]),
+            maintenance=bool(data["maintenance"]),
+            services={str(k): bool(v) for k, v in data["services"].items()},
+            holds_floating_ips=bool(data["holds_floating_ips"]),
+            interface_up=data.get("interface_up"),
+        )
+
+
+def _ip_json(*args: str) -> list[dict]:
+    import json
+
+    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True)
+    return json.loads(out.stdout or "[]") if out.returncode == 0 else []
+
+
+class LocalNode:
+    def __init__(self, paths: Paths | None = None):
+        self.paths = paths or Paths.from_env()
+        self.keepalived = Keepalived(self.paths)
+        self.conntrackd = Conntrackd(self.paths)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def config(self) -> ClusterConfig | None:
+        if not self.paths.cluster_file.exists():
+            return None
+        return store.load(self.paths.cluster_file)
+
+    def role(self) -> Role:
+        try:
+            return Role(self.paths.role_file.read_text().strip())
+        except (OSError, ValueError):
+            return Role.UNKNOWN
+
+    def in_maintenance(self) -> bool:
+        try:
+            return self.paths.maintenance_flag.read_text().strip() not in ("", MAINTENANCE_OFF)
+        except OSError:
+            return False
+
+    def agent_state(self) -> dict:
+        import json
+
+        try:
+            state = json.loads(self.paths.agent_state.read_text())
+        except (OSError, ValueError):
+            return {}
+        pid = state.get("pid")
+        if not isinstance(pid, int) or not Path(f"/proc/{pid}").exists():
+            return {}
+        return state
+
+    def floating_ips_held(self, config: ClusterConfig) -> list[str]:
+        wanted = {cidr.split("/")[0] for cidr in config.floating_ips}
+        held = []
+        for link in _ip_json("addr", "show", "dev", config.interface):
+            for info in link.get("addr_info", []):
+                if info.get("local") in wanted:
+                    held.append(f"{info['local']}/{info['prefixlen']}")
+        return held
+
+    def interface_up(self, name: str) -> bool:
+        links = _ip_json("link", "show", "dev", name)
+        return bool(links) and "UP" in links[0].get("flags", [])
+
+    def facts(self) -> NodeFacts:
+        config = self.config()
+        agent = self.agent_state()
+        services = {
+            "keepalived": self.keepalived.running(),
+            "conntrackd": self.conntrackd.running(),
+            "agent": bool(agent),
+            "sync": bool(agent.get("sync")),
+        }
+        return NodeFacts(
+            hostname=socket.gethostname(),
+            version=__version__,
+            configured=config is not None,
+            role=self.role() if config else Role.UNKNOWN,
+            maintenance=self.in_maintenance(),
+            services=services,
+            holds_floating_ips=bool(config and self.floating_ips_held(config)),
+            interface_up=self.interface_up(config.interface) if config else None,
+        )
+
+    # --- writing -------------------------------------------------------------------------
+
+    def managed_files(self) -> list[Path]:
+        """Files a create, edit or destroy may change here: what a rollback restores."""
+        p = self.paths
+        return [p.cluster_file, p.keepalived_conf, p.conntrackd_conf, p.role_file,
+                p.maintenance_flag]
+
+    def apply(self, config: ClusterConfig) -> None:
+        """Write cluster.toml and both daemon configurations; keepalived checks its own first."""
+        hostname = socket.gethostname()
+        try:
+            config.node(hostname)
+        except KeyError:
+            raise NodeError(
+                f"this node's hostname {hostname} is not one of the cluster's nodes "
+                f"({', '.join(n.hostname for n in config.nodes)})"
+            ) from None
+        keepalived_text = render_keepalived(config, hostname, self.paths, skutui_command() + " agent notify")
+        self._check_keepalived(keepalived_text)
+        self.paths.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.paths.maintenance_flag.exists():
+            store.write_text_atomic(self.paths.maintenance_flag, MAINTENANCE_OFF + "\n")
+        store.save(config, self.paths.cluster_file)
+        store.write_text_atomic(self.paths.keepalived_conf, keepalived_text)
+        store.write_text_atomic(self.paths.conntrackd_conf, render_conntrackd(config, hostname, self.paths))
+
+    def _check_keepalived(self, text: str) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            problem = self.keepalived.config_test(Path(tmp.name))
+        if problem:
+            raise NodeError(f"keepalived refuses the rendered configuration: {problem}")
+
+    def start(self) -> None:
+        """conntrackd first, so the first transition keepalived reports finds it running."""
+        from skutui.agent import start_agent
+
+        if self.config() is None:
+            raise NodeError("no cluster is configured on this node")
+        if not self.paths.role_file.exists():
+            self.write_role(Role.BACKUP)
+        self.conntrackd.start()
+        self.keepalived.start()
+        start_agent(self.paths)
+
+    def stop(self) -> None:
+        """Stop everything and make sure no floating IP is left to announce."""
+        from skutui.agent import stop_agent
+
+        stop_agent(self.paths)
+        self.keepalived.stop()
+        self.conntrackd.stop()
+        config = self.config()
+        if config:
+            self.release_floating_ips(config)
+
+    def release_floating_ips(self, config: ClusterConfig) -> list[str]:
+        released = self.floating_ips_held(config)
+        for cidr in released:
+            subprocess.run(["ip", "addr", "del", cidr, "dev", config.interface], capture_output=True)
+        return released
+
+    def erase(self) -> None:
+        """Stop and remove this node's cluster configuration (keys and pinned hosts stay)."""
+        self.stop()
+        for path in self.managed_files():
+            path.unlink(missing_ok=True)
+
+    def write_role(self, role: Role) -> None:
+        store.write_text_atomic(self.paths.role_file, role.value + "\n")
+
+    def set_maintenance(self, on: bool) -> str:
+        config = self.config()
+        if config is None:
+            raise NodeError("no cluster is configured on this node")
+        hostname = socket.gethostname()
+        if on == self.in_maintenance():
+            state = "already" if on else "not"
+            raise NodeError(f"The node {hostname} is {state} under maintenance")
+        if not on and not self.interface_up(config.interface):
+            raise NodeError(
+                f"The Cluster Interface '{config.interface}' is not UP; bring it up before "
+                "leaving maintenance"
+            )
+        if not on:
+            self.write_role(Role.BACKUP)
+        # keepalived tracks this file: a non-zero value puts the instance in FAULT.
+        store.write_text_atomic(self.paths.maintenance_flag, (MAINTENANCE_ON if on else MAINTENANCE_OFF) + "\n")
+        if on:
+            self.write_role(Role.MAINTENANCE)
+            return f"{hostname} is in maintenance; the peer takes over the floating IPs"
+        return f"{hostname} left maintenance and rejoins the cluster"
+
+    # --- rollback ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        files = {}
+        for path in self.managed_files():
+            try:
+                files[str(path)] = base64.b64encode(path.read_bytes()).decode()
+            except FileNotFoundError:
+                files[str(path)] = None
+        return {
+            "files": files,
+            "running": {
+                "keepalived": self.keepalived.running(),
+                "conntrackd": self.conntrackd.running(),
+                "agent": bool(self.agent_state()),
+            },
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        """Put this node back exactly as ``snapshot`` found it."""
+        from skutui.agent import start_agent
+
+        self.stop()
+        for name, content in snapshot["files"].items():
+            path = Path(name)
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                store.write_bytes_atomic(path, base64.b64decode(content))
+        running = snapshot["running"]
+        if running.get("conntrackd"):
+            self.conntrackd.start()
+        if running.get("keepalived"):
+            self.keepalived.start()
+        if running.get("agent"):
+            start_agent(self.paths)
