@@ -4,11 +4,38 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 PLAIN_TERMS = frozenset({"linux", "vt100", "vt102", "vt220", "dumb"})
 SERIAL_DEVICE_PREFIXES = ("/dev/ttyS", "/dev/ttyAMA", "/dev/ttyUSB", "/dev/hvc", "/dev/ttyACM")
+
+_ASCII_LOOKALIKES = str.maketrans(
+    {
+        "\u2026": "...",
+        "\u2014": "-",
+        "\u2013": "-",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2192": "->",
+        "\u2190": "<-",
+        "\u2022": "*",
+        "\u00d7": "x",
+        "\u2264": "<=",
+        "\u2265": ">=",
+        "\u00a0": " ",
+    }
+)
+
+
+def ascii_text(text: str) -> str:
+    """Text a VT100 can show: look-alikes for common punctuation, accents dropped, '?' for the rest."""
+    text = unicodedata.normalize("NFKD", text.translate(_ASCII_LOOKALIKES))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return text.encode("ascii", "replace").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -19,6 +46,10 @@ class ConsoleProfile:
     @property
     def mouse(self) -> bool:
         return not self.plain
+
+    def text(self, text: str) -> str:
+        """Text from outside the console (service messages, hostnames) as this profile can draw it."""
+        return ascii_text(text) if self.plain else text
 
 
 def _on_serial_line() -> bool:

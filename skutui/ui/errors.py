@@ -1,0 +1,25 @@
+"""One readable line for any failure, so the operator never sees a traceback.
+
+A ServiceError already names what failed, the value and the fix. Anything else is a bug:
+the operator gets one line and where to find the details, the log gets the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from skutui.core.api import ServiceError
+
+LOG_FILE = "/var/log/skutui.log"
+
+log = logging.getLogger("skutui.ui")
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, ServiceError):
+        return str(error) or "The operation failed without saying why."
+    log.error("unexpected error in the console", exc_info=error)
+    detail = str(error).strip()
+    name = type(error).__name__
+    what = f"{name}: {detail}" if detail else name
+    return f"Unexpected error ({what}). The details are in {LOG_FILE}."

@@ -1,0 +1,60 @@
+"""The frame every full screen shares: title bar, a scrolling body, one status line, key bar."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
+
+from skutui.ui.errors import describe
+from skutui.ui.widgets.fields import Field
+
+
+class ConsoleScreen(Screen):
+    """A screen of the console. Subclasses fill the body; the status line says what happened."""
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="")
+        with VerticalScroll(id="body", can_focus=False):
+            yield from self.compose_body()
+        yield Static("", id="status", markup=False)
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Any failure of this screen's work that a subclass did not take care of itself (it
+        calls ``prevent_default``) becomes one readable message in a dialog."""
+        if event.state == WorkerState.ERROR:
+            self.app.show_error(describe(event.worker.error))
+
+    def say(self, text: str, *, kind: str = "info") -> None:
+        """Show one line of news: ``info``, ``success``, ``warning`` or ``error``."""
+        status = self.query_one("#status", Static)
+        status.update(self.app.profile.text(text))
+        for name in ("info", "success", "warning", "error"):
+            status.set_class(name == kind, f"-{name}")
+
+
+class FormScreen(ConsoleScreen):
+    """A screen with fields: Enter moves to the next field, problems show under their field."""
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.focus_next()
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        first: Field | None = None
+        for field in self.query(Field):
+            message = errors.get(field.control.id or "")
+            field.show_error(self.app.profile.text(message) if message else None)
+            if message and first is None:
+                first = field
+        if first is not None:
+            first.control.focus()
+            self.say("Correct the fields marked below, then apply again.", kind="error")
+        else:
+            self.say("")

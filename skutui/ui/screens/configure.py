@@ -1,0 +1,184 @@
+"""Configure: no cluster yet, so the operator describes one and this node creates it.
+
+The steps after Apply happen in the open and in order (host key, pre-flight, the erase
+warning, creation), each waiting for the operator where a decision is theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Static
+
+from skutui.core import validation
+from skutui.core.api import ClusterService, CreateRequest
+from skutui.core.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
+from skutui.ui.forms import FormCheck, comma_list
+from skutui.ui.screens.base import FormScreen
+from skutui.ui.screens.dialogs import ConfirmDialog
+from skutui.ui.screens.steps import StepsScreen
+from skutui.ui.state import ClusterView, failback_options
+from skutui.ui.widgets.fields import ActionButton, Choice, Field, SecretField, TextField
+
+
+def offered_addresses(candidates: list[InterfaceAddress]) -> list[InterfaceAddress]:
+    """Aliases (eth0:1) and loopback are never offered: the peer must show the cluster IP
+    on the same interface name, and an alias is usually a floating IP added by hand."""
+    return [a for a in candidates if not a.is_alias and not a.loopback]
+
+
+class ConfigureScreen(FormScreen):
+    SUB_TITLE = "Configure the cluster"
+    BINDINGS = [Binding("f2", "apply", "Apply", id="configure.apply")]
+
+    def __init__(self, view: ClusterView, candidates: list[InterfaceAddress]):
+        super().__init__()
+        self.view = view
+        self.candidates = offered_addresses(candidates)
+
+    def compose_body(self) -> ComposeResult:
+        text = self.app.profile.text
+        yield Static(
+            text(
+                f"No cluster is configured on {self.view.hostname}. Describe it below: this node "
+                "becomes the master, the peer becomes the backup."
+            ),
+            id="intro",
+            markup=False,
+        )
+        if self.candidates:
+            options = [(f"{a.interface:<10} {a.address}/{a.prefixlen}", a.address) for a in self.candidates]
+            chosen = options[0][1] if len(options) == 1 else None
+            yield Field("Local IP", Choice(options, chosen, vertical=True, id="local_ip"))
+        else:
+            yield Static(
+                "No address on this node can carry the cluster: configure an address on a "
+                "physical interface (aliases such as eth0:1 are not offered), then restart the console.",
+                classes="problem",
+                markup=False,
+            )
+        yield Field("Remote IP", TextField(placeholder="the peer's cluster address", id="remote_ip"))
+        yield Field(
+            "Remote root password",
+            SecretField(placeholder="the peer's; used once to install keys", id="password"),
+        )
+        yield Field("Confirm password", SecretField(placeholder="type it again", id="confirmation"))
+        yield Field(
+            "Floating IPs",
+            TextField(placeholder="optional: 198.18.0.100/24, ... (comma separated)", id="floating_ips"),
+        )
+        yield Field(
+            "Check interval (s)",
+            TextField(f"{DEFAULT_CHECK_INTERVAL:g}", placeholder="seconds, 0.1 to 40", id="check_interval"),
+        )
+        yield Field(
+            "Failback",
+            Choice(failback_options(text(self.view.hostname), None), FAILBACK_DISABLED, id="failback"),
+        )
+        yield ActionButton("Apply", id="apply", disabled=not self.candidates, action="screen.apply")
+
+    def on_mount(self) -> None:
+        self.say("Tab moves between fields; F2 or the Apply button starts the checks.")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "apply" and not self.candidates:
+            return None
+        return True
+
+    def field_value(self, widget_id: str):
+        return self.query_one(f"#{widget_id}").value
+
+    def read_request(self) -> CreateRequest | None:
+        """The request the form describes, or None after marking what is wrong."""
+        value = self.field_value
+        check = FormCheck()
+        if value("local_ip") is None:
+            check.errors["local_ip"] = "Choose this node's cluster address in the list (arrow keys)."
+            local = None
+        else:
+            local = check("local_ip", lambda: validation.local_ip(value("local_ip"), self.candidates).address)
+        remote = check("remote_ip", lambda: validation.remote_ip(value("remote_ip"), local or ""))
+        if local is None and "remote_ip" not in check.errors:
+            remote = check("remote_ip", lambda: validation.ip_address(value("remote_ip"), "remote_ip"))
+        password = check("password", lambda: validation.passwords(value("password"), value("confirmation")))
+        node_ips = tuple(ip for ip in (local, remote) if ip)
+        floating = check(
+            "floating_ips", lambda: validation.floating_ips(comma_list(value("floating_ips")), node_ips)
+        )
+        interval = check("check_interval", lambda: validation.check_interval(value("check_interval")))
+        self.show_errors(check.errors)
+        if not check.ok:
+            return None
+        return CreateRequest(
+            local_ip=local,
+            remote_ip=remote,
+            password=password,
+            floating_ips=floating,
+            check_interval=interval,
+            failback=value("failback"),
+        )
+
+    def action_apply(self) -> None:
+        request = self.read_request()
+        if request is None:
+            return
+        job = partial(create_cluster, service=self.app.service, request=request, hostname=self.view.hostname)
+        self.app.push_screen(
+            StepsScreen("Creating the cluster", job, on_success=self.app.open_home, back_hint="go back to the form")
+        )
+
+
+async def create_cluster(
+    steps: StepsScreen, *, service: ClusterService, request: CreateRequest, hostname: str
+) -> str | None:
+    remote = request.remote_ip
+    steps.line(f"Asking {remote} for its SSH host key...")
+    fingerprint = await service.fetch_host_key(remote)
+    steps.line(f"Host key of {remote}: {fingerprint}")
+    accepted = await steps.confirm(
+        ConfirmDialog(
+            "Accept the peer's host key?",
+            f"The peer {remote} presents this SSH host key:\n\n  {fingerprint}\n\n"
+            "Compare it with the key the peer itself shows (on the peer: "
+            "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub). skutui pins this key and "
+            "refuses the peer if it ever changes.",
+            yes="Accept the key",
+            no="Reject",
+        )
+    )
+    if not accepted:
+        steps.line("Host key rejected: skutui did not log in to the peer.")
+        return None
+    steps.line("Host key accepted.")
+    request = replace(request, host_key_fingerprint=fingerprint)
+
+    steps.line("Pre-flight checks:")
+    results = await service.preflight(request, steps.progress)
+    for result in results:
+        steps.check(result)
+    failed = sum(not result.passed for result in results)
+    if failed:
+        steps.line(f"{failed} of {len(results)} checks failed: fix what is marked FAIL, then apply again.")
+        return None
+
+    erase = await steps.confirm(
+        ConfirmDialog(
+            f"ERASE the configuration of {remote}?",
+            f"The existing configuration of the peer {remote} will be ERASED and replaced by a "
+            f"copy of this node's ({hostname}); {remote} becomes the backup.\n\n"
+            f"Whatever is configured only on {remote} is lost. This cannot be undone.",
+            yes=f"Erase {remote} and create",
+            no="Stop here",
+            danger=True,
+        )
+    )
+    if not erase:
+        steps.line(f"Erase not confirmed: nothing was changed on {remote} or here.")
+        return None
+
+    steps.line("Creating the cluster:")
+    await service.create(request, steps.progress)
+    return f"Cluster created: {hostname} is the master, {remote} the backup."

@@ -1,0 +1,122 @@
+"""Details: the cluster as configured, and the way to the nodes, to Edit and to Destroy."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Label, Static
+
+from skutui.ui.screens.base import ConsoleScreen
+from skutui.ui.screens.dialogs import ConfirmDialog
+from skutui.ui.screens.steps import StepsScreen
+from skutui.ui.state import ClusterView
+from skutui.ui.widgets.fields import ActionButton
+
+CONFIGURATION_ACTIONS = frozenset({"edit", "destroy"})
+
+
+class DetailsScreen(ConsoleScreen):
+    SUB_TITLE = "Cluster details"
+    BINDINGS = [
+        Binding("n", "nodes", "Show nodes", id="details.nodes"),
+        Binding("e", "edit", "Edit", id="details.edit"),
+        Binding("d", "destroy", "Destroy", id="details.destroy"),
+    ]
+
+    def __init__(self, view: ClusterView):
+        super().__init__()
+        assert view.cluster is not None
+        self.view = view
+        self.cluster = view.cluster
+
+    def settings(self) -> list[tuple[str, str]]:
+        cluster, view = self.cluster, self.view
+        role = "master" if view.is_master else "backup"
+        nodes = [
+            f"{node.hostname}  {node.ip}" + (f"  (this node, {role})" if node.hostname == view.hostname else "")
+            for node in cluster.nodes
+        ]
+        return [
+            ("Interface", cluster.interface),
+            ("Failback", view.failback_text()),
+            ("Check interval", f"{cluster.check_interval:g} s"),
+            ("Tracked interfaces", ", ".join(cluster.all_tracked_interfaces)),
+            ("Floating IPs", ", ".join(cluster.floating_ips) or "none"),
+            ("Nodes", "\n".join(nodes)),
+        ]
+
+    def compose_body(self) -> ComposeResult:
+        text = self.app.profile.text
+        if self.view.read_only_reason:
+            yield Static(text(self.view.read_only_reason), classes="read-only", markup=False)
+        for name, value in self.settings():
+            with Horizontal(classes="setting"):
+                yield Label(name, classes="field-label")
+                yield Static(text(value), classes="setting-value", markup=False)
+        read_only = self.view.read_only_reason is not None
+        with Horizontal(id="actions"):
+            yield ActionButton("Show nodes", id="nodes", action="screen.nodes")
+            yield ActionButton("Edit", id="edit", disabled=read_only, action="screen.edit")
+            yield ActionButton(
+                "Destroy", id="destroy", disabled=read_only, action="screen.destroy", classes="danger"
+            )
+
+    def on_mount(self) -> None:
+        if self.view.read_only_reason:
+            self.say(f"Show nodes (n) works here; Edit and Destroy work on {self.view.peer_hostname}.")
+        else:
+            self.say("n shows the nodes, e edits the settings, d destroys the cluster.")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in CONFIGURATION_ACTIONS and self.view.read_only_reason:
+            return None
+        return True
+
+    def action_nodes(self) -> None:
+        from skutui.ui.screens.nodes import NodesScreen
+
+        self.app.push_screen(NodesScreen(self.view))
+
+    @work(exclusive=True, group="open-edit", exit_on_error=False)
+    async def action_edit(self) -> None:
+        from skutui.ui.screens.edit import EditScreen
+
+        links = await self.app.service.link_names()
+        await self.app.push_screen(EditScreen(self.view, links))
+
+    @work(exclusive=True, group="destroy", exit_on_error=False)
+    async def action_destroy(self) -> None:
+        cluster = self.cluster
+        names = " and ".join(f"{n.hostname} ({n.ip})" for n in cluster.nodes)
+        floating = ", ".join(cluster.floating_ips)
+        released = (
+            f"The floating IPs {floating} are released: neither node answers for them."
+            if floating
+            else "No floating IPs are configured."
+        )
+        confirmed = await self.app.push_screen_wait(
+            ConfirmDialog(
+                "Destroy the cluster?",
+                f"This ends the cluster between {names}.\n\n"
+                "Removed on both nodes:\n"
+                "  - the cluster configuration\n"
+                "  - the keepalived and conntrackd configuration\n"
+                f"{released}\n\n"
+                "Each node keeps the rest of its configuration and runs on its own.",
+                yes="Destroy the cluster",
+                no="Keep it",
+                danger=True,
+            )
+        )
+        if not confirmed:
+            self.say("Destroy cancelled: the cluster is unchanged.")
+            return
+        service = self.app.service
+
+        async def destroy(steps: StepsScreen) -> str:
+            await service.destroy(steps.progress)
+            return "Cluster destroyed: both nodes now run on their own."
+
+        await self.app.push_screen(StepsScreen("Destroying the cluster", destroy, on_success=self.app.open_home))

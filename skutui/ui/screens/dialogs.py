@@ -1,0 +1,89 @@
+"""Dialogs that wait for an answer: a yes/no confirmation and a notice to acknowledge.
+
+Both are typed screens (`ModalScreen[bool]`, `ModalScreen[None]`) that a worker awaits with
+`push_screen_wait`, so the flow reads top to bottom in one function.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Static
+
+from skutui.ui.widgets.fields import ActionButton
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Asks before something happens; the safe answer has the focus, so Enter never destroys."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n", "answer(False)", "No", id="confirm.no"),
+        Binding("escape", "answer(False)", "Cancel", id="confirm.cancel"),
+        Binding("left", "app.focus_previous", "Previous button", show=False, id="confirm.previous"),
+        Binding("right", "app.focus_next", "Next button", show=False, id="confirm.next"),
+    ]
+
+    def __init__(self, title: str, body: str, *, yes: str = "Yes", no: str = "No", danger: bool = False):
+        super().__init__(classes="-danger" if danger else "")
+        self.title_text = title
+        self.body = body
+        self.yes = yes
+        self.no = no
+
+    def compose(self) -> ComposeResult:
+        profile = self.app.profile
+        with Vertical(id="dialog"):
+            yield Static(profile.text(self.title_text), id="dialog-title", markup=False)
+            with VerticalScroll(id="dialog-body"):
+                yield Static(profile.text(self.body), markup=False)
+            with Horizontal(id="dialog-buttons"):
+                yield ActionButton(f"y  {self.yes}", id="yes")
+                yield ActionButton(f"n  {self.no}", id="no")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class NoticeDialog(ModalScreen[None]):
+    """A result or an error the operator reads and acknowledges; it does not vanish by itself."""
+
+    BINDINGS = [
+        Binding("enter", "close", "OK", id="notice.ok"),
+        Binding("escape", "close", "Close", id="notice.close"),
+    ]
+
+    def __init__(self, title: str, lines: list[str] | str, *, error: bool = False):
+        super().__init__(classes="-error" if error else "")
+        self.title_text = title
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+
+    def compose(self) -> ComposeResult:
+        profile = self.app.profile
+        with Vertical(id="dialog"):
+            yield Static(profile.text(self.title_text), id="dialog-title", markup=False)
+            with VerticalScroll(id="dialog-body"):
+                yield Static(profile.text("\n".join(self.lines)), markup=False)
+            with Horizontal(id="dialog-buttons"):
+                yield ActionButton("OK", id="ok")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

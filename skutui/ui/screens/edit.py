@@ -1,0 +1,119 @@
+"""Edit: the settings an operator may change on a running cluster, applied to both nodes."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Static
+from textual.widgets.selection_list import Selection
+
+from skutui.core import validation
+from skutui.core.api import EditRequest
+from skutui.core.model import MAINTENANCE_INTERFACE
+from skutui.ui.forms import FormCheck, comma_list
+from skutui.ui.screens.base import FormScreen
+from skutui.ui.screens.steps import StepsScreen
+from skutui.ui.state import ClusterView, failback_options
+from skutui.ui.widgets.fields import ActionButton, Checklist, Choice, Field, TextField
+
+
+class EditScreen(FormScreen):
+    SUB_TITLE = "Edit the cluster"
+    BINDINGS = [
+        Binding("f2", "apply", "Apply", id="edit.apply"),
+        Binding("escape", "back", "Back", id="edit.back"),
+    ]
+
+    def __init__(self, view: ClusterView, links: list[str]):
+        super().__init__()
+        assert view.cluster is not None
+        self.view = view
+        self.cluster = view.cluster
+        self.links = [name for name in links if name != MAINTENANCE_INTERFACE]
+
+    def compose_body(self) -> ComposeResult:
+        text = self.app.profile.text
+        cluster = self.cluster
+        yield Static(
+            text(f"Changes are applied to both nodes: {' and '.join(n.hostname for n in cluster.nodes)}."),
+            id="intro",
+            markup=False,
+        )
+        yield Field(
+            "Failback",
+            Choice(
+                failback_options(text(self.view.hostname), text(self.view.peer_hostname)),
+                self.view.failback_side(),
+                id="failback",
+            ),
+        )
+        tracked = set(cluster.tracked_interfaces)
+        always = Selection(
+            f"{cluster.interface}  (cluster interface, always tracked)", cluster.interface, True, disabled=True
+        )
+        others = [Selection(text(name), name, name in tracked) for name in self.links if name != cluster.interface]
+        yield Field("Tracked interfaces", Checklist(always, *others, id="tracked_interfaces"))
+        yield Field(
+            "Check interval (s)",
+            TextField(f"{cluster.check_interval:g}", placeholder="seconds, 0.1 to 40", id="check_interval"),
+        )
+        yield Field(
+            "Floating IPs",
+            TextField(", ".join(cluster.floating_ips), placeholder="comma separated", id="floating_ips"),
+        )
+        yield ActionButton("Apply", id="apply", action="screen.apply")
+
+    def on_mount(self) -> None:
+        self.say("Space ticks an interface; F2 or Apply shows what changes; Esc goes back unchanged.")
+
+    def field_value(self, widget_id: str):
+        return self.query_one(f"#{widget_id}").value
+
+    def read_request(self) -> EditRequest | None:
+        check = FormCheck()
+        cluster = self.cluster
+        value = self.field_value
+        failback = check(
+            "failback", lambda: validation.failback(value("failback"), self.view.hostname, self.view.peer_hostname)
+        )
+        selected = self.query_one("#tracked_interfaces", Checklist).selected
+        tracked = check(
+            "tracked_interfaces",
+            lambda: validation.tracked_interfaces(selected, self.links, cluster.interface),
+        )
+        interval = check("check_interval", lambda: validation.check_interval(value("check_interval")))
+        node_ips = tuple(node.ip for node in cluster.nodes)
+        floating = check(
+            "floating_ips", lambda: validation.floating_ips(comma_list(value("floating_ips")), node_ips)
+        )
+        self.show_errors(check.errors)
+        if not check.ok:
+            return None
+        return EditRequest(
+            check_interval=interval,
+            failback=failback,
+            tracked_interfaces=tracked,
+            floating_ips=floating,
+        )
+
+    def action_apply(self) -> None:
+        request = self.read_request()
+        if request is None:
+            return
+        service = self.app.service
+
+        async def apply(steps: StepsScreen) -> str:
+            changes = await service.edit(request, steps.progress)
+            if not changes:
+                return "Nothing to be changed."
+            steps.line("Changed:")
+            for change in changes:
+                steps.line(f"  {change}")
+            return "The changes are applied on both nodes."
+
+        self.app.push_screen(
+            StepsScreen("Applying the changes", apply, on_success=self.app.open_home, back_hint="go back to the form")
+        )
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,234 @@
+"""Nodes: who is master, who is backup, and whether each is healthy, kept live by events.
+
+The table is read once when the screen opens and again after each event; only cells whose
+value changed are rewritten, so a quiet cluster sends nothing down a slow serial line.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, RichLog, Static
+from textual.worker import Worker, WorkerState
+
+from skutui.core.api import NodeRow
+from skutui.core.model import Role, Status
+from skutui.ui.colours import status_style
+from skutui.ui.errors import describe
+from skutui.ui.messages import ClusterEventArrived, EventsStopped, NodesRead, NodesStale
+from skutui.ui.screens.base import ConsoleScreen
+from skutui.ui.screens.dialogs import ConfirmDialog
+from skutui.ui.state import ClusterView
+
+COLUMNS = (
+    ("node", "Node"),
+    ("role", "Role"),
+    ("ip", "IP"),
+    ("hostname", "Hostname"),
+    ("status", "Status"),
+    ("message", "Message"),
+)
+RECENT_EVENTS = 50
+
+
+def in_maintenance(row: NodeRow) -> bool:
+    return row.role == Role.MAINTENANCE or row.status == Status.MAINTENANCE
+
+
+def maintenance_question(row: NodeRow, peer: NodeRow | None, floating_ips: tuple[str, ...]) -> tuple[str, str]:
+    """The dialog title and what will happen, in the operator's words, for this row."""
+    name = row.hostname
+    peer_name = peer.hostname if peer else "the peer"
+    if in_maintenance(row):
+        return (
+            f"Take {name} out of maintenance?",
+            f"{name} will rejoin as backup; {peer_name} keeps the floating IPs.",
+        )
+    peer_down = peer is None or peer.status == Status.UNREACHABLE or in_maintenance(peer)
+    if row.role == Role.MASTER:
+        ips = f" ({', '.join(floating_ips)})" if floating_ips else ""
+        text = f"{name} will stop serving; the peer {peer_name} will take over the floating IPs{ips}."
+        if peer_down:
+            text += (
+                f"\n\nWARNING: {peer_name} is not ready to take over"
+                f" ({peer.status.label if peer else 'unknown'}): nobody will serve the floating IPs."
+            )
+        return f"Put {name} in maintenance?", text
+    return (
+        f"Put {name} in maintenance?",
+        f"{name} will stop standing by; {peer_name} keeps serving, with no backup until "
+        f"{name} leaves maintenance.",
+    )
+
+
+class NodesScreen(ConsoleScreen):
+    SUB_TITLE = "Nodes"
+    BINDINGS = [
+        Binding("m", "maintenance", "Maintenance on/off", id="nodes.maintenance"),
+        Binding("r", "refresh", "Refresh", id="nodes.refresh"),
+        Binding("escape", "back", "Back", id="nodes.back"),
+    ]
+
+    def __init__(self, view: ClusterView):
+        super().__init__()
+        self.view = view
+        self.rows: dict[str, NodeRow] = {}
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="split-brain", classes="problem", markup=False)
+        yield DataTable(id="nodes", cursor_type="row", zebra_stripes=False)
+        yield Static("", id="selected", markup=False)
+        yield Static("Recent events", classes="section")
+        yield RichLog(id="events", wrap=True, min_width=20, max_lines=RECENT_EVENTS, markup=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#split-brain").display = False
+        self.say("m turns maintenance on or off for the selected node; the table follows live events.")
+        self.read_nodes()
+        self.watch_events()
+
+    # Reading -----------------------------------------------------------------------------
+
+    @work(exclusive=True, group="read-nodes", exit_on_error=False)
+    async def read_nodes(self) -> None:
+        rows = await self.app.service.nodes()
+        self.post_message(NodesRead(rows))
+
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def watch_events(self) -> None:
+        async for event in self.app.service.events():
+            self.post_message(ClusterEventArrived(event))
+            self.post_message(NodesStale())
+        self.post_message(EventsStopped("the event stream ended"))
+
+    def on_nodes_stale(self, message: NodesStale) -> None:
+        self.read_nodes()
+
+    def on_cluster_event_arrived(self, message: ClusterEventArrived) -> None:
+        event = message.event
+        row = self.rows.get(event.node)
+        who = row.hostname if row else event.node
+        self.query_one("#events", RichLog).write(self.app.profile.text(f"{who}: {event.message}"))
+
+    def on_events_stopped(self, message: EventsStopped) -> None:
+        self.say(f"Live updates stopped ({message.reason}); press r to read the nodes again.", kind="warning")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR:
+            return
+        if event.worker.group == "events":
+            event.prevent_default()
+            self.post_message(EventsStopped(describe(event.worker.error)))
+        elif event.worker.group == "read-nodes":
+            event.prevent_default()
+            self.say(f"Could not read the nodes: {describe(event.worker.error)}", kind="error")
+
+    # Showing -----------------------------------------------------------------------------
+
+    def cells(self, row: NodeRow) -> dict[str, str | Text]:
+        text = self.app.profile.text
+        plain = self.app.profile.plain
+        return {
+            "node": row.node,
+            "role": row.role.value,
+            "ip": text(row.ip),
+            "hostname": text(row.hostname),
+            "status": Text(row.status.label, style=status_style(row.status, plain)),
+            "message": text(row.message),
+        }
+
+    def on_nodes_read(self, message: NodesRead) -> None:
+        table = self.query_one(DataTable)
+        fresh = {row.node: row for row in message.rows}
+        for key in [key for key in self.rows if key not in fresh]:
+            table.remove_row(key)
+            del self.rows[key]
+        for key, row in fresh.items():
+            old = self.rows.get(key)
+            if old == row:
+                continue
+            cells = self.cells(row)
+            if old is None:
+                table.add_row(*cells.values(), key=key)
+            else:
+                before = self.cells(old)
+                for column, value in cells.items():
+                    if value != before[column]:
+                        table.update_cell(key, column, value, update_width=True)
+            self.rows[key] = row
+        self.show_split_brain()
+        self.show_selected()
+
+    def show_split_brain(self) -> None:
+        banner = self.query_one("#split-brain", Static)
+        masters = [row.hostname for row in self.rows.values() if row.role == Role.MASTER]
+        if len(masters) > 1:
+            interface = self.view.cluster.interface if self.view.cluster else "the cluster interface"
+            banner.update(
+                self.app.profile.text(
+                    f"SPLIT BRAIN: {' and '.join(masters)} are both master and may both answer for "
+                    f"the floating IPs. Check the cluster link ({interface}) and that VRRP "
+                    "(IP protocol 112) passes between the nodes."
+                )
+            )
+        banner.display = len(masters) > 1
+
+    def selected_row(self) -> NodeRow | None:
+        table = self.query_one(DataTable)
+        if not 0 <= table.cursor_row < table.row_count:
+            return None
+        return self.rows.get(table.ordered_rows[table.cursor_row].key.value or "")
+
+    def show_selected(self) -> None:
+        row = self.selected_row()
+        line = "" if row is None else f"{row.hostname} ({row.node}, {row.ip}): {row.message}"
+        self.query_one("#selected", Static).update(self.app.profile.text(line))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_selected()
+
+    # Actions -----------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.read_nodes()
+        if not any(w.group == "events" and w.is_running for w in self.workers):
+            self.watch_events()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    @work(exclusive=True, group="maintenance", exit_on_error=False)
+    async def action_maintenance(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            self.say("No node is selected: move to a row with the arrow keys first.", kind="warning")
+            return
+        peer = next((r for r in self.rows.values() if r.node != row.node), None)
+        floating = self.view.cluster.floating_ips if self.view.cluster else ()
+        title, body = maintenance_question(row, peer, floating)
+        leaving = in_maintenance(row)
+        confirmed = await self.app.push_screen_wait(
+            ConfirmDialog(
+                title,
+                body,
+                yes="Leave maintenance" if leaving else "Enter maintenance",
+                no="Cancel",
+                danger=not leaving,
+            )
+        )
+        if not confirmed:
+            self.say(f"Cancelled: {row.hostname} is unchanged.")
+            return
+        self.say(f"{'Taking' if leaving else 'Putting'} {row.hostname} {'out of' if leaving else 'in'} maintenance...")
+        try:
+            message = await self.app.service.set_maintenance(row.node, not leaving)
+        except Exception:
+            self.say(f"{row.hostname} is unchanged.", kind="error")
+            raise
+        self.say(message, kind="success")
+        self.read_nodes()

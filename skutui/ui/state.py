@@ -1,0 +1,69 @@
+"""What the console knows about this node when it draws a screen, read in one go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from skutui.core.api import ClusterService
+from skutui.core.model import FAILBACK_DISABLED, ClusterConfig, Node
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    hostname: str
+    cluster: ClusterConfig | None
+    is_master: bool
+
+    @property
+    def peer(self) -> Node | None:
+        if self.cluster is None:
+            return None
+        try:
+            return self.cluster.peer_of(self.hostname)
+        except KeyError:
+            return None
+
+    @property
+    def peer_hostname(self) -> str:
+        peer = self.peer
+        return peer.hostname if peer else "the peer"
+
+    @property
+    def read_only_reason(self) -> str | None:
+        """Why configuration cannot be changed here, or None on the master."""
+        if self.cluster is None or self.is_master:
+            return None
+        return (
+            "Read-only: this node is the backup; change the configuration on the master "
+            f"{self.peer_hostname}."
+        )
+
+    def failback_side(self) -> str:
+        """The configured failback as the request speaks it: disabled, local or remote."""
+        if self.cluster is None or self.cluster.failback == FAILBACK_DISABLED:
+            return FAILBACK_DISABLED
+        return "local" if self.cluster.failback == self.hostname else "remote"
+
+    def failback_text(self) -> str:
+        side = self.failback_side()
+        if side == "local":
+            return f"{self.hostname} (this node) takes the floating IPs back"
+        if side == "remote":
+            return f"{self.peer_hostname} (the peer) takes the floating IPs back"
+        return "disabled: the floating IPs stay where they are"
+
+
+async def read_view(service: ClusterService) -> ClusterView:
+    hostname = await service.local_hostname()
+    cluster = await service.cluster()
+    is_master = True if cluster is None else await service.is_master()
+    return ClusterView(hostname=hostname, cluster=cluster, is_master=is_master)
+
+
+def failback_options(hostname: str, peer: str | None) -> list[tuple[str, str]]:
+    """The failback choices in the operator's words, with the value the request carries."""
+    return [
+        ("disabled", FAILBACK_DISABLED),
+        (f"this node ({hostname})", "local"),
+        ("the peer" if peer is None else f"the peer ({peer})", "remote"),
+    ]

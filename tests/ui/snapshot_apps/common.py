@@ -1,0 +1,98 @@
+"""Building the console on the fake, and waiting for it, the same way in every UI test."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from skutui.ui.app import SkutuiApp
+from skutui.ui.profile import ConsoleProfile
+from tests.fakes import FLOATING_IP, PASSWORD, REMOTE, FakeClusterService
+
+Reach = Callable[[Pilot], Awaitable[None]]
+
+
+def build(service: FakeClusterService, plain: bool = False) -> SkutuiApp:
+    """The console on the fake, steady: no blinking cursor, no animation."""
+    app = SkutuiApp(service, ConsoleProfile(plain=plain), cursor_blink=False)
+    app.animation_level = "none"
+    return app
+
+
+async def until(pilot: Pilot, predicate: Callable[[], bool], what: str = "", timeout: float = 5.0) -> None:
+    """Let the app run until ``predicate()`` holds; the fake answers at once, so this is quick."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.01)
+    await pilot.pause()
+
+
+def screen_name(pilot: Pilot) -> str:
+    return type(pilot.app.screen).__name__
+
+
+async def on_screen(pilot: Pilot, name: str) -> None:
+    await until(pilot, lambda: screen_name(pilot) == name, name)
+
+
+def screen_text(app: SkutuiApp) -> str:
+    """What the terminal shows now, as text (the screen and any dialog over it)."""
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), record=True,
+        force_terminal=True, color_system="truecolor", legacy_windows=False,
+    )
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text(styles=False)
+
+
+async def shows(pilot: Pilot, text: str) -> None:
+    await until(pilot, lambda: text in screen_text(pilot.app), repr(text))
+
+
+async def steps_done(pilot: Pilot) -> str:
+    """Wait for the steps screen to finish its work; returns how it ended."""
+    await on_screen(pilot, "StepsScreen")
+    await until(pilot, lambda: getattr(pilot.app.screen, "outcome", "running") != "running", "the steps to finish")
+    return pilot.app.screen.outcome
+
+
+@dataclass(frozen=True)
+class FormValues:
+    remote_ip: str = REMOTE.ip
+    password: str = PASSWORD
+    confirmation: str = PASSWORD
+    floating_ips: str = FLOATING_IP
+    check_interval: str = "1"
+
+
+async def fill_create_form(pilot: Pilot, values: FormValues = FormValues(), local_choice: int = 1) -> None:
+    """Choose the local IP with the arrow keys and put the values in the text fields."""
+    await on_screen(pilot, "ConfigureScreen")
+    screen = pilot.app.screen
+    screen.query_one("#local_ip").focus()
+    await pilot.press(*["down"] * local_choice)
+    for name in ("remote_ip", "password", "confirmation", "floating_ips", "check_interval"):
+        screen.query_one(f"#{name}", Input).value = getattr(values, name)
+    screen.query_one("#local_ip").focus()
+    await pilot.pause()
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One screen or dialog in one situation: the fake that sets it up, the keys that reach it."""
+
+    name: str
+    service: Callable[[], FakeClusterService]
+    reach: Reach
+    wide: bool = True
+    """Also drawn at 120x40 in the default profile."""

@@ -1,0 +1,59 @@
+"""Nodes: healthy, with the peer unreachable, in split brain, and the maintenance dialog."""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+
+from tests.fakes import FakeClusterService
+from tests.ui.snapshot_apps.common import Scene, on_screen, shows
+
+
+async def nodes_seen(pilot: Pilot, text: str) -> None:
+    await on_screen(pilot, "DetailsScreen")
+    await pilot.press("n")
+    await on_screen(pilot, "NodesScreen")
+    await shows(pilot, text)
+
+
+async def nodes(pilot: Pilot) -> None:
+    await nodes_seen(pilot, "Node online and passive")
+
+
+async def unreachable(pilot: Pilot) -> None:
+    await nodes_seen(pilot, "UNREACHABLE")
+
+
+async def split_brain(pilot: Pilot) -> None:
+    await nodes_seen(pilot, "SPLIT BRAIN")
+
+
+async def maintenance_question(pilot: Pilot) -> None:
+    await nodes(pilot)
+    await pilot.press("m")
+    await on_screen(pilot, "ConfirmDialog")
+
+
+async def in_maintenance(pilot: Pilot) -> None:
+    await maintenance_question(pilot)
+    await pilot.press("y")
+    await shows(pilot, "MAINTENANCE")
+
+
+async def with_events(pilot: Pilot) -> None:
+    await nodes(pilot)
+    service = pilot.app.service
+    service.master = False
+    service.emit("role", "local", "became backup: node-b has the higher priority")
+    service.emit("role", "remote", "became master")
+    await shows(pilot, "became master")
+    await shows(pilot, "Node online and passive")
+
+
+SCENES = [
+    Scene("nodes", FakeClusterService, nodes),
+    Scene("nodes_unreachable", lambda: FakeClusterService(peer_reachable=False), unreachable),
+    Scene("nodes_split_brain", lambda: FakeClusterService(split_brain=True), split_brain),
+    Scene("maintenance", FakeClusterService, maintenance_question),
+    Scene("nodes_maintenance", FakeClusterService, in_maintenance),
+    Scene("nodes_events", FakeClusterService, with_events, wide=False),
+]
