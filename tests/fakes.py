@@ -34,7 +34,7 @@ from skutui.core.model import (
 LOCAL = Node("node-a", "198.18.0.1")
 REMOTE = Node("node-b", "198.18.0.2")
 VERSION = "0.1.0"
-PASSWORD = "lab-root-password"
+PASSWORD = "s3cret"
 HOST_KEY = "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXx"
 FLOATING_IP = "198.18.0.100/24"
 

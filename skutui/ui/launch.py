@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 import logging
-import socket
+from typing import Any
 
+from skutui.core.api import ServiceError
 from skutui.core.paths import Paths
+from skutui.ui.errors import LOG_FILE
 
-LOG_FILE = "/var/log/skutui.log"
+
+class UnavailableService:
+    """Stands in when the real service cannot be built, so the console still opens and says
+    why on its start screen (with Retry and Quit) instead of dying on the login console."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __getattr__(self, name: str) -> Any:
+        async def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise ServiceError(self.reason)
+
+        return unavailable
+
+
+def build(paths: Paths) -> Any:
+    """The real cluster service, or a stand-in that explains why there is none."""
+    try:
+        from skutui.service import build_service
+    except ImportError as error:
+        logging.getLogger("skutui.ui").error("cluster service unavailable", exc_info=error)
+        return UnavailableService(
+            f"The cluster service is missing from this installation ({error}); "
+            "reinstall skutui. The command line (skutui --help) still works."
+        )
+    try:
+        return build_service(paths)
+    except ServiceError as error:
+        return UnavailableService(str(error))
+    except Exception as error:
+        logging.getLogger("skutui.ui").error("could not build the cluster service", exc_info=error)
+        return UnavailableService(
+            f"The cluster service could not start ({type(error).__name__}: {error}); "
+            f"the details are in {LOG_FILE}."
+        )
 
 
 def launch_console(ascii_profile: bool, paths: Paths) -> int:
@@ -19,10 +55,6 @@ def launch_console(ascii_profile: bool, paths: Paths) -> int:
     except OSError:
         pass
     profile = detect_profile(ascii_requested=ascii_profile)
-    app = SkutuiApp(
-        profile=profile,
-        hostname=socket.gethostname(),
-        configured=paths.cluster_file.exists(),
-    )
+    app = SkutuiApp(build(paths), profile)
     app.run(mouse=profile.mouse)
     return app.return_code or 0

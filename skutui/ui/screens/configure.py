@@ -100,9 +100,10 @@ class ConfigureScreen(FormScreen):
             local = None
         else:
             local = check("local_ip", lambda: validation.local_ip(value("local_ip"), self.candidates).address)
-        remote = check("remote_ip", lambda: validation.remote_ip(value("remote_ip"), local or ""))
-        if local is None and "remote_ip" not in check.errors:
+        if local is None:
             remote = check("remote_ip", lambda: validation.ip_address(value("remote_ip"), "remote_ip"))
+        else:
+            remote = check("remote_ip", lambda: validation.remote_ip(value("remote_ip"), local))
         password = check("password", lambda: validation.passwords(value("password"), value("confirmation")))
         node_ips = tuple(ip for ip in (local, remote) if ip)
         floating = check(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.pilot import Pilot
 
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import Scene, on_screen, shows, steps_done
+from tests.ui.snapshot_apps.common import tap, Scene, on_screen, shows, steps_done
 
 
 async def details(pilot: Pilot) -> None:
@@ -14,44 +14,44 @@ async def details(pilot: Pilot) -> None:
 
 async def destroy(pilot: Pilot) -> None:
     await details(pilot)
-    await pilot.press("d")
+    await tap(pilot, "d")
     await on_screen(pilot, "ConfirmDialog")
 
 
 async def destroyed(pilot: Pilot) -> None:
     await destroy(pilot)
-    await pilot.press("y")
+    await tap(pilot, "y")
     await steps_done(pilot)
 
 
 async def edit(pilot: Pilot) -> None:
     await details(pilot)
-    await pilot.press("e")
+    await tap(pilot, "e")
     await on_screen(pilot, "EditScreen")
 
 
 async def edit_applied(pilot: Pilot) -> None:
     await edit(pilot)
     pilot.app.screen.query_one("#check_interval").value = "2"
-    await pilot.press("f2")
+    await tap(pilot, "f2")
     await steps_done(pilot)
 
 
 async def edit_nothing(pilot: Pilot) -> None:
     await edit(pilot)
-    await pilot.press("f2")
+    await tap(pilot, "f2")
     await steps_done(pilot)
 
 
 async def help_screen(pilot: Pilot) -> None:
     await details(pilot)
-    await pilot.press("f1")
+    await tap(pilot, "f1")
     await on_screen(pilot, "HelpScreen")
 
 
 async def error_dialog(pilot: Pilot) -> None:
     await details(pilot)
-    await pilot.press("e")
+    await tap(pilot, "e")
     await on_screen(pilot, "NoticeDialog")
 
 
@@ -60,24 +60,22 @@ async def start_failed(pilot: Pilot) -> None:
 
 
 SCENES = [
-    Scene("details", FakeClusterService, details),
-    Scene("details_backup", lambda: FakeClusterService(master=False), details),
-    Scene("destroy", FakeClusterService, destroy),
-    Scene("destroyed", FakeClusterService, destroyed, wide=False),
-    Scene("edit", FakeClusterService, edit),
+    Scene("details", FakeClusterService, details, wide=True),
+    Scene("details_backup", lambda: FakeClusterService(master=False), details, wide=True),
+    Scene("destroy", FakeClusterService, destroy, wide=True),
+    Scene("destroyed", FakeClusterService, destroyed, snapshot=False),
+    Scene("edit", FakeClusterService, edit, wide=True),
     Scene("edit_applied", FakeClusterService, edit_applied),
-    Scene("edit_nothing", FakeClusterService, edit_nothing, wide=False),
-    Scene("help", FakeClusterService, help_screen),
+    Scene("edit_nothing", FakeClusterService, edit_nothing, snapshot=False),
+    Scene("help", FakeClusterService, help_screen, wide=True),
     Scene(
         "error",
         lambda: FakeClusterService(errors={"link_names": "Could not list the links of node-a: netlink timed out; try again."}),
         error_dialog,
-        wide=False,
     ),
     Scene(
         "start_failed",
         lambda: FakeClusterService(errors={"cluster": "/etc/skutui/cluster.toml line 2: unterminated string; fix or remove the file."}),
         start_failed,
-        wide=False,
     ),
 ]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from textual.pilot import Pilot
 
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import Scene, on_screen, shows
+from tests.ui.snapshot_apps.common import tap, Scene, on_screen, shows
 
 
 async def nodes_seen(pilot: Pilot, text: str) -> None:
     await on_screen(pilot, "DetailsScreen")
-    await pilot.press("n")
+    await tap(pilot, "n")
     await on_screen(pilot, "NodesScreen")
     await shows(pilot, text)
 
@@ -29,13 +29,13 @@ async def split_brain(pilot: Pilot) -> None:
 
 async def maintenance_question(pilot: Pilot) -> None:
     await nodes(pilot)
-    await pilot.press("m")
+    await tap(pilot, "m")
     await on_screen(pilot, "ConfirmDialog")
 
 
 async def in_maintenance(pilot: Pilot) -> None:
     await maintenance_question(pilot)
-    await pilot.press("y")
+    await tap(pilot, "y")
     await shows(pilot, "MAINTENANCE")
 
 
@@ -50,10 +50,10 @@ async def with_events(pilot: Pilot) -> None:
 
 
 SCENES = [
-    Scene("nodes", FakeClusterService, nodes),
-    Scene("nodes_unreachable", lambda: FakeClusterService(peer_reachable=False), unreachable),
+    Scene("nodes", FakeClusterService, nodes, wide=True),
+    Scene("nodes_unreachable", lambda: FakeClusterService(peer_reachable=False), unreachable, wide=True),
     Scene("nodes_split_brain", lambda: FakeClusterService(split_brain=True), split_brain),
     Scene("maintenance", FakeClusterService, maintenance_question),
-    Scene("nodes_maintenance", FakeClusterService, in_maintenance),
-    Scene("nodes_events", FakeClusterService, with_events, wide=False),
+    Scene("nodes_maintenance", FakeClusterService, in_maintenance, snapshot=False),
+    Scene("nodes_events", FakeClusterService, with_events, snapshot=False),
 ]

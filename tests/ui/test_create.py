@@ -1,0 +1,185 @@
+"""Creating a cluster from the Configure screen: every step visible, nothing done unasked."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input
+
+from tests.fakes import CHECK_NAMES, FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, PREFLIGHT, REMOTE, FakeClusterService
+from tests.ui.snapshot_apps.common import (
+    FormValues,
+    build,
+    fill_create_form,
+    log_text,
+    on_screen,
+    screen_text,
+    shows,
+    steps_done,
+)
+
+
+def no_cluster(**knobs) -> FakeClusterService:
+    return FakeClusterService(configured=False, **knobs)
+
+
+async def apply_and_accept_key(pilot) -> None:
+    await pilot.press("f2")
+    await on_screen(pilot, "ConfirmDialog")
+    assert HOST_KEY in screen_text(pilot.app)
+    await pilot.press("y")
+
+
+async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
+    service = no_cluster()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await on_screen(pilot, "ConfigureScreen")
+        assert app.focused.id == "local_ip"
+        await pilot.press("down")  # eth0  198.18.0.1/24
+        await pilot.press("tab", *REMOTE.ip, "enter", *PASSWORD, "enter", *PASSWORD, "enter")
+        assert app.focused.id == "floating_ips"
+        app.focused.value = FLOATING_IP
+        assert app.screen.query_one("#password", Input).value == PASSWORD
+        await apply_and_accept_key(pilot)
+        await until_erase_question(pilot)
+        text = screen_text(app)
+        assert "ERASED" in text and REMOTE.ip in text
+        await pilot.press("y")
+        assert await steps_done(pilot) == "succeeded"
+        log = log_text(app)
+        for name in CHECK_NAMES:
+            assert f"PASS {name}" in log
+        assert "Starting the services on node-a (master)" in log
+        assert "Cluster created" in log
+        [(_, request)] = service.called("create")
+        assert (request.local_ip, request.remote_ip, request.password) == (LOCAL.ip, REMOTE.ip, PASSWORD)
+        assert request.floating_ips == (FLOATING_IP,)
+        assert request.check_interval == 1.0 and request.failback == "disabled"
+        assert request.host_key_fingerprint == HOST_KEY
+        await pilot.press("enter")
+        await on_screen(pilot, "DetailsScreen")
+        assert len(app.screen_stack) == 2
+
+
+async def until_erase_question(pilot) -> None:
+    await shows(pilot, "ERASE the configuration")
+
+
+async def test_aliases_are_never_offered_as_the_local_ip():
+    app = build(no_cluster())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await on_screen(pilot, "ConfigureScreen")
+        offered = [value for _, value in app.screen.query_one("#local_ip").options]
+        assert offered == [LOCAL.ip, "203.0.113.5"]
+        assert "198.18.0.50" not in screen_text(app)
+
+
+async def test_invalid_fields_are_marked_inline_and_nothing_is_asked_of_the_peer():
+    service = no_cluster()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(
+            pilot, FormValues(remote_ip=LOCAL.ip, confirmation="typo", floating_ips="nonsense", check_interval="99")
+        )
+        await pilot.press("f2")
+        await pilot.pause()
+        errors = {f.control.id: str(f.query_one(".field-error").render()) for f in app.screen.query(".field")}
+        assert "this node's own address" in errors["remote_ip"]
+        assert "passwords differ" in errors["password"]
+        assert "nonsense" in errors["floating_ips"]
+        assert "out of range" in errors["check_interval"]
+        assert app.focused.id == "remote_ip"
+        assert service.calls == [("cluster_candidates",)]
+
+
+async def test_a_local_ip_must_be_chosen():
+    app = build(no_cluster())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot, local_choice=0)
+        await pilot.press("f2")
+        await shows(pilot, "Choose this node's cluster address")
+
+
+@pytest.mark.parametrize("check", CHECK_NAMES)
+async def test_each_failed_preflight_check_is_shown_with_its_hint_and_stops(check):
+    service = no_cluster(preflight_failures=(check,))
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot)
+        await apply_and_accept_key(pilot)
+        assert await steps_done(pilot) == "stopped"
+        log = log_text(app)
+        _, _, detail, hint = next(row for row in PREFLIGHT if row[0] == check)
+        assert f"FAIL {check}: {detail}" in log
+        assert hint in log
+        assert "1 of 7 checks failed" in log
+        assert service.called("create") == []
+        await pilot.press("escape")
+        await on_screen(pilot, "ConfigureScreen")
+        assert app.screen.query_one("#remote_ip", Input).value == REMOTE.ip
+
+
+async def test_wrong_password_is_one_readable_message():
+    service = no_cluster()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot, FormValues(password="wrong", confirmation="wrong"))
+        await apply_and_accept_key(pilot)
+        assert await steps_done(pilot) == "failed"
+        text = screen_text(app)
+        assert "The root password was refused by 198.18.0.2" in text
+        assert "Traceback" not in text
+        assert service.called("create") == []
+
+
+async def test_declined_erase_changes_nothing():
+    service = no_cluster()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot)
+        await apply_and_accept_key(pilot)
+        await until_erase_question(pilot)
+        await pilot.press("n")
+        assert await steps_done(pilot) == "stopped"
+        assert service.called("create") == []
+        assert service.config is None
+        assert "Erase not confirmed" in screen_text(app)
+
+
+async def test_enter_on_the_erase_question_means_no():
+    service = no_cluster()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot)
+        await apply_and_accept_key(pilot)
+        await until_erase_question(pilot)
+        await pilot.press("enter")
+        assert await steps_done(pilot) == "stopped"
+        assert service.called("create") == []
+
+
+async def test_rejected_host_key_stops_before_any_login():
+    service = no_cluster()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot)
+        await pilot.press("f2")
+        await on_screen(pilot, "ConfirmDialog")
+        await pilot.press("n")
+        assert await steps_done(pilot) == "stopped"
+        assert service.called("preflight") == []
+
+
+async def test_a_failed_create_says_why_and_goes_back_to_the_form():
+    service = no_cluster(errors={"create": "keepalived did not start on node-b: see /run/skutui/agent.log there."})
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot)
+        await apply_and_accept_key(pilot)
+        await until_erase_question(pilot)
+        await pilot.press("y")
+        assert await steps_done(pilot) == "failed"
+        text = screen_text(app)
+        assert "Rolling back" in text and "keepalived did not start on node-b" in text
+        await pilot.press("escape")
+        await on_screen(pilot, "ConfigureScreen")

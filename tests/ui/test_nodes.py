@@ -1,0 +1,154 @@
+"""The node table: roles and statuses in colour and words, maintenance, live events."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from skutui.core.api import Event
+from tests.fakes import FakeClusterService
+from tests.ui.snapshot_apps.common import build, log_text, on_screen, screen_text, shows, until
+
+
+async def open_nodes(pilot, expect: str = "OK") -> DataTable:
+    await on_screen(pilot, "DetailsScreen")
+    await pilot.press("n")
+    await on_screen(pilot, "NodesScreen")
+    await shows(pilot, expect)
+    return pilot.app.screen.query_one(DataTable)
+
+
+def row(table: DataTable, key: str) -> list[str]:
+    return [str(cell) for cell in table.get_row(key)]
+
+
+async def test_the_table_lists_both_nodes_local_first():
+    app = build(FakeClusterService())
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_nodes(pilot)
+        assert [r.key.value for r in table.ordered_rows] == ["local", "remote"]
+        assert row(table, "local") == ["local", "master", "198.18.0.1", "node-a", "OK", "Node online and active"]
+        assert row(table, "remote") == ["remote", "backup", "198.18.0.2", "node-b", "OK", "Node online and passive"]
+        assert "green" in str(table.get_cell("local", "status").style)
+
+
+async def test_maintenance_on_the_master_says_who_takes_over_and_calls_the_service():
+    service = FakeClusterService()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_nodes(pilot)
+        await pilot.press("m")
+        await on_screen(pilot, "ConfirmDialog")
+        assert "node-a will stop serving; the peer node-b will take over the floating IPs" in app.screen.body
+        await pilot.press("y")
+        await until(pilot, lambda: row(table, "local")[4] == "MAINTENANCE", "the MAINTENANCE status")
+        assert service.called("set_maintenance") == [("set_maintenance", "local", True)]
+        assert row(table, "remote")[1] == "master"
+        assert "node-a is now in maintenance" in screen_text(app)
+        assert "orange" in str(table.get_cell("local", "status").style)
+
+        await pilot.press("m")
+        await on_screen(pilot, "ConfirmDialog")
+        assert "node-a will rejoin as backup" in app.screen.body
+        await pilot.press("y")
+        await until(pilot, lambda: row(table, "local")[4] == "OK", "the OK status")
+        assert service.called("set_maintenance")[-1] == ("set_maintenance", "local", False)
+
+
+async def test_maintenance_on_the_backup_row_and_cancel():
+    service = FakeClusterService()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_nodes(pilot)
+        await pilot.press("down", "m")
+        await on_screen(pilot, "ConfirmDialog")
+        assert "node-b will stop standing by; node-a keeps serving" in app.screen.body
+        await pilot.press("escape")
+        await on_screen(pilot, "NodesScreen")
+        assert service.called("set_maintenance") == []
+        await pilot.press("m")
+        await on_screen(pilot, "ConfirmDialog")
+        await pilot.press("y")
+        await until(pilot, lambda: service.called("set_maintenance") == [("set_maintenance", "remote", True)])
+
+
+async def test_maintenance_on_the_master_warns_when_the_peer_cannot_take_over():
+    app = build(FakeClusterService(peer_reachable=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_nodes(pilot, "UNREACHABLE")
+        await pilot.press("m")
+        await on_screen(pilot, "ConfirmDialog")
+        assert "nobody will serve the floating IPs" in app.screen.body
+
+
+async def test_a_refused_maintenance_change_is_one_readable_message():
+    app = build(FakeClusterService(errors={"set_maintenance": "The Cluster Interface 'eth0' is not UP"}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_nodes(pilot)
+        await pilot.press("m")
+        await on_screen(pilot, "ConfirmDialog")
+        await pilot.press("y")
+        await on_screen(pilot, "NoticeDialog")
+        assert "The Cluster Interface 'eth0' is not UP" in screen_text(app)
+        await pilot.press("enter")
+        await on_screen(pilot, "NodesScreen")
+
+
+async def test_an_unreachable_peer_is_grey_and_says_unreachable():
+    for plain, grey in ((False, "grey50"), (True, "bright_black")):
+        app = build(FakeClusterService(peer_reachable=False), plain=plain)
+        async with app.run_test(size=(80, 24)) as pilot:
+            table = await open_nodes(pilot, "UNREACHABLE")
+            assert row(table, "remote")[4:] == ["UNREACHABLE", "Node unreachable"]
+            assert grey in str(table.get_cell("remote", "status").style)
+
+
+async def test_split_brain_is_called_out():
+    app = build(FakeClusterService(split_brain=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_nodes(pilot, "SPLIT BRAIN")
+        assert row(table, "local")[1] == row(table, "remote")[1] == "master"
+        text = " ".join(screen_text(app).split())
+        assert "SPLIT BRAIN: node-a and node-b are both master" in text
+
+
+async def test_an_event_updates_only_the_changed_cells():
+    service = FakeClusterService()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_nodes(pilot)
+        updates: list[tuple] = []
+        original = table.update_cell
+
+        def spy(row_key, column_key, value, **kwargs):
+            updates.append((row_key, column_key))
+            return original(row_key, column_key, value, **kwargs)
+
+        table.update_cell = spy
+        reads = len(service.called("nodes"))
+        service.emit("sync", "remote", "configuration pushed")
+        await until(pilot, lambda: len(service.called("nodes")) > reads, "the nodes to be read again")
+        await shows(pilot, "configuration pushed")
+        assert updates == []
+
+        service.master = False
+        service.queue.put_nowait(Event("role", "remote", "became master"))
+        await until(pilot, lambda: row(table, "remote")[1] == "master", "node-b to show as master")
+        assert sorted(updates) == [("local", "message"), ("local", "role"), ("remote", "message"), ("remote", "role")]
+        assert "node-b: became master" in log_text(app, "#events")
+
+
+async def test_a_lost_event_stream_is_said_and_r_reads_again():
+    service = FakeClusterService()
+
+    async def broken_events():
+        raise ConnectionError("control socket closed")
+        yield
+
+    service.events = broken_events
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_nodes(pilot)
+        await shows(pilot, "Live updates stopped")
+        reads = len(service.called("nodes"))
+        await pilot.press("r")
+        await until(pilot, lambda: len(service.called("nodes")) > reads)
