@@ -424,7 +424,7 @@ class Lab:
         etc.mkdir(parents=True)
         (etc / "hostname").write_text(node.hostname + "\n")
         self._write_shadow(etc / "shadow", password_hash)
-        self._write_ssh(etc / "ssh", node, folder)
+        self._write_ssh(etc / "ssh", node)
         for relative in SEEDED_FROM_HOST:
             source = Path("/", relative)
             if source.is_dir():
@@ -472,7 +472,7 @@ class Lab:
         os.chmod(path, 0o640)
 
     @staticmethod
-    def _write_ssh(path: Path, node: LabNode, folder: Path) -> None:
+    def _write_ssh(path: Path, node: LabNode) -> None:
         shutil.copytree("/etc/ssh", path, symlinks=True,
                         ignore=shutil.ignore_patterns("ssh_host_*"))
         key = path / "ssh_host_ed25519_key"
