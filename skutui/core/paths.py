@@ -81,6 +81,16 @@ class Paths:
         return self.run_dir
 
     @property
+    def keepalived_data_dump(self) -> Path:
+        """Written on SIGUSR1 into $TMPDIR: start keepalived with TMPDIR=keepalived_dump_dir."""
+        return self.keepalived_dump_dir / "keepalived.data"
+
+    @property
+    def keepalived_stats_dump(self) -> Path:
+        """Written on SIGUSR2 into $TMPDIR, like keepalived_data_dump."""
+        return self.keepalived_dump_dir / "keepalived.stats"
+
+    @property
     def conntrackd_lock(self) -> Path:
         return self.run_dir / "conntrackd.lock"
 
