@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from skutui.core.paths import Paths
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+DEBUG_ENV = "SKUTUI_DEBUG"
 
 
 class CommandError(Exception):
@@ -107,10 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_status)
 
+    from skutui.cluster_cli import register as register_cluster
     from skutui.lab.cli import register as register_lab
+    from skutui.node_cli import register as register_node
 
+    register_cluster(commands)
+    register_node(commands)
     register_lab(commands)
     return parser
+
+
+def _expected_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(bad input, failed action): failures an operator can meet, shown as one line."""
+    from skutui.core.api import ServiceError
+    from skutui.core.store import ConfigError
+    from skutui.core.validation import ValidationError
+    from skutui.daemons import DaemonError
+    from skutui.node import NodeError
+    from skutui.remote import RemoteNodeError
+
+    failed: tuple[type[BaseException], ...] = (
+        ServiceError, ConfigError, DaemonError, NodeError, RemoteNodeError)
+    if "skutui.peer" in sys.modules:
+        failed += (sys.modules["skutui.peer"].PeerError,)
+    return (ValidationError,), failed
 
 
 def run(argv: list[str]) -> int:
@@ -122,6 +144,19 @@ def run(argv: list[str]) -> int:
     except CommandError as exc:
         print(f"skutui: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        bad_input, failed = _expected_errors()
+        if isinstance(exc, bad_input):
+            print(f"skutui: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if isinstance(exc, failed):
+            print(f"skutui: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"skutui: unexpected error ({type(exc).__name__}: {exc}); run again with "
+              f"{DEBUG_ENV}=1 for the details", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("skutui: interrupted", file=sys.stderr)
         return 130

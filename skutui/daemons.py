@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skutui.core.paths import Paths
+from skutui.core.render import keepalived_environment
 
 STOP_TIMEOUT = 5.0
 POLL = 0.02
@@ -94,7 +95,7 @@ def terminate(pids: list[int], name: str) -> None:
         raise DaemonError(f"{name} (pid {', '.join(map(str, left))}) did not stop")
 
 
-def spawn_detached(argv: list[str], log: Path | None = None) -> None:
+def spawn_detached(argv: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> None:
     """Start a daemon in its own session so that it outlives the command that started it."""
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
@@ -105,6 +106,7 @@ def spawn_detached(argv: list[str], log: Path | None = None) -> None:
             stderr=out,
             start_new_session=True,
             close_fds=True,
+            env={**os.environ, **env} if env else None,
         )
     finally:
         if log:
@@ -153,7 +155,8 @@ class Keepalived:
                 "--use-file", str(self.paths.keepalived_conf),
                 "--pid", str(self.paths.keepalived_pid),
                 "--vrrp_pid", str(self.paths.vrrp_pid),
-            ]
+            ],
+            env=keepalived_environment(self.paths),
         )
         if not _wait_until(self.running, STOP_TIMEOUT):
             raise DaemonError("keepalived did not start; run keepalived --config-test")

@@ -159,6 +159,34 @@ class LocalNode:
             interface_up=self.interface_up(config.interface) if config else None,
         )
 
+    def inventory(self) -> dict:
+        """What pre-flight compares between the nodes."""
+        import asyncio
+        import time
+
+        from skutui.net import discover_addresses
+
+        addresses = asyncio.run(discover_addresses())
+        return {
+            "hostname": socket.gethostname(),
+            "version": __version__,
+            "configured": self.paths.cluster_file.exists(),
+            "addresses": [
+                {"interface": a.interface, "address": a.address, "label": a.label}
+                for a in addresses
+            ],
+            "keepalived": self._version_or_none(self.keepalived),
+            "conntrackd": self._version_or_none(self.conntrackd),
+            "time": time.time(),
+        }
+
+    @staticmethod
+    def _version_or_none(daemon) -> str | None:
+        try:
+            return daemon.version()
+        except DaemonError:
+            return None
+
     # --- writing -------------------------------------------------------------------------
 
     def managed_files(self) -> list[Path]:
@@ -193,6 +221,20 @@ class LocalNode:
             problem = self.keepalived.config_test(Path(tmp.name))
         if problem:
             raise NodeError(f"keepalived refuses the rendered configuration: {problem}")
+
+    def reload(self) -> None:
+        """Re-render both daemon configurations from cluster.toml; keepalived re-reads its own
+        without dropping the floating IPs, conntrackd is restarted only if its file changed."""
+        config = self.config()
+        if config is None:
+            raise NodeError("no cluster is configured on this node")
+        before = self.paths.conntrackd_conf.read_bytes() if self.paths.conntrackd_conf.exists() else b""
+        self.apply(config)
+        if self.keepalived.running():
+            self.keepalived.reload()
+        if self.conntrackd.running() and self.paths.conntrackd_conf.read_bytes() != before:
+            self.conntrackd.stop()
+            self.conntrackd.start()
 
     def start(self) -> None:
         """conntrackd first, so the first transition keepalived reports finds it running."""

@@ -34,6 +34,12 @@ def _snapshot(args) -> int:
     return 0
 
 
+def _inventory(args) -> int:
+    json.dump(_node().inventory(), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
 def _restore(args) -> int:
     _node().restore(json.load(sys.stdin))
     return 0
@@ -77,6 +83,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     steps = node.add_subparsers(title="operations", metavar="OPERATION", required=True)
     for name, func, text in (
         ("facts", _facts, "print this node's facts as JSON"),
+        ("inventory", _inventory, "print what pre-flight compares, as JSON"),
+        ("reload", _simple("reload"), "re-render the daemon configurations and reload keepalived"),
         ("snapshot", _snapshot, "print the files and daemons a rollback restores, as JSON"),
         ("restore", _restore, "restore a snapshot read from standard input"),
         ("apply", _apply, "write the cluster.toml read from standard input and the daemon configurations"),

@@ -22,8 +22,8 @@ DEFAULT_VIRTUAL_ROUTER_ID = 51
 
 FAILBACK_DISABLED = "disabled"
 
-MAINTENANCE_INTERFACE = "cl_maintenance"
-"""Dummy link keepalived tracks: setting it down puts the node in FAULT (maintenance)."""
+MAINTENANCE_TRACK_FILE = "maintenance"
+"""Name of the keepalived track_file that holds the maintenance flag: non-zero means FAULT."""
 
 
 class Role(str, enum.Enum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from skutui.core.model import FAILBACK_DISABLED, MAINTENANCE_INTERFACE, ClusterConfig, Node
+from skutui.core.model import FAILBACK_DISABLED, MAINTENANCE_TRACK_FILE, ClusterConfig, Node
 from skutui.core.paths import Paths
 from skutui.core.validation import ValidationError
 
@@ -113,10 +113,12 @@ def _check_notify_command(notify_command: str) -> None:
 def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, notify_command: str) -> str:
     """keepalived.conf for ``local_hostname``: one unicast VRRP instance, both nodes start BACKUP.
 
+    - Maintenance is a tracked file (paths.maintenance_flag, weight 0): a non-zero value puts
+      the instance in FAULT, so the peer takes over, and the file survives a restart. (The
+      original product downs a dummy link; kernels without the dummy type cannot.)
     - ``dynamic_interfaces``: without it keepalived 2.2.7 refuses to start ("Non-existent
-      interface specified in configuration") when a tracked link such as cl_maintenance is
-      missing; with it the instance stays in FAULT until the link appears, so a node whose
-      maintenance link is gone can never become master. The agent creates the link.
+      interface specified in configuration") when a tracked link is missing; with it the
+      instance stays in FAULT until the link appears.
     - The cluster NIC is the instance's own interface and keepalived tracks it implicitly;
       listing it in track_interface makes --config-test fail ("Ignoring track_interface …
       since own interface").
@@ -139,10 +141,10 @@ def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, not
     if own_family:
         virtual = [f"{ip} dev {cfg.interface}" for ip in own_family]
     elif family == 4:
-        virtual = [f"{ROLE_MARKER_IPV4} dev {MAINTENANCE_INTERFACE} scope host"]
+        virtual = [f"{ROLE_MARKER_IPV4} dev lo scope host"]
     else:
-        virtual = [f"{ROLE_MARKER_IPV6} dev {MAINTENANCE_INTERFACE}"]
-    tracked = [MAINTENANCE_INTERFACE, *(n for n in cfg.tracked_interfaces if n != cfg.interface)]
+        virtual = [f"{ROLE_MARKER_IPV6} dev lo"]
+    tracked = [n for n in cfg.tracked_interfaces if n != cfg.interface]
 
     global_defs = [
         f"router_id {local_hostname}",
@@ -163,7 +165,8 @@ def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, not
         f"unicast_src_ip {local.ip}",
         *_block("unicast_peer", [peer.ip]),
         "check_unicast_src",
-        *_block("track_interface", tracked),
+        *(_block("track_interface", tracked) if tracked else []),
+        *_block("track_file", [MAINTENANCE_TRACK_FILE]),
         *_block("virtual_ipaddress", virtual),
     ]
     if other_family:
@@ -175,8 +178,11 @@ def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, not
         f'notify_backup "{notify_command} backup"',
         f'notify_fault "{notify_command} fault"',
     ]
+    maintenance = [f'file "{paths.maintenance_flag}"', "weight 0", "init_file 0"]
     lines = [
         *_block("global_defs", global_defs),
+        "",
+        *_block(f"track_file {MAINTENANCE_TRACK_FILE}", maintenance),
         "",
         *_block(f"vrrp_instance {VRRP_INSTANCE}", instance),
     ]

@@ -21,7 +21,6 @@ from skutui.core.model import (
     CHECK_INTERVAL_MIN,
     CHECK_INTERVAL_STEP,
     FAILBACK_DISABLED,
-    MAINTENANCE_INTERFACE,
     ClusterConfig,
     InterfaceAddress,
     Node,
@@ -392,12 +391,6 @@ def tracked_interfaces(
     result: dict[str, None] = {}
     for value in names:
         name = interface_name(value, "tracked_interfaces")
-        if name == MAINTENANCE_INTERFACE:
-            raise ValidationError(
-                "tracked_interfaces",
-                f"Tracked interface {name} is the maintenance link skutui manages itself; "
-                "remove it from the list.",
-            )
         if name == cluster_interface:
             continue
         if available is not None and name not in available:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from skutui.core import render
-from skutui.core.model import MAINTENANCE_INTERFACE, ClusterConfig, Node
+from skutui.core.model import MAINTENANCE_TRACK_FILE, ClusterConfig, Node
 from skutui.core.paths import Paths
 from skutui.core.validation import ValidationError
 
@@ -107,8 +107,10 @@ def test_keepalived_ipv4():
         "}",
         "check_unicast_src",
         "track_interface {",
-        "cl_maintenance",
         "eth1",
+        "}",
+        "track_file {",
+        "maintenance",
         "}",
         "virtual_ipaddress {",
         "198.18.0.100/24 dev eth0",
@@ -131,7 +133,16 @@ def test_keepalived_peer_view_swaps_addresses():
 def test_keepalived_never_tracks_the_cluster_nic_explicitly():
     cfg = cluster(floating_ips=("198.18.0.100/24",), tracked_interfaces=("eth0", "eth2"))
     text = render.render_keepalived(cfg, "node-a", PATHS, NOTIFY)
-    assert section(text, "track_interface") == [MAINTENANCE_INTERFACE, "eth2"]
+    assert section(text, "track_interface") == ["eth2"]
+
+
+def test_keepalived_tracks_the_maintenance_flag_file():
+    text = render.render_keepalived(cluster(), "node-a", PATHS, NOTIFY)
+    assert section(text, f"track_file {MAINTENANCE_TRACK_FILE}") == [
+        f'file "{PATHS.maintenance_flag}"', "weight 0", "init_file 0",
+    ]
+    assert section(text, "track_file") == [MAINTENANCE_TRACK_FILE]
+    assert "track_interface" not in text
 
 
 def test_keepalived_ipv6_with_ipv4_floating_ip_excluded():
@@ -146,8 +157,8 @@ def test_keepalived_ipv6_with_ipv4_floating_ip_excluded():
 @pytest.mark.parametrize(
     ("nodes", "marker"),
     [
-        (IPV4, "192.0.0.8/32 dev cl_maintenance scope host"),
-        (IPV6, "fe80::5c:1/128 dev cl_maintenance"),
+        (IPV4, "192.0.0.8/32 dev lo scope host"),
+        (IPV6, "fe80::5c:1/128 dev lo"),
     ],
 )
 def test_keepalived_role_marker_without_floating_ips(nodes, marker):
@@ -158,7 +169,7 @@ def test_keepalived_role_marker_without_floating_ips(nodes, marker):
 
 def test_keepalived_role_marker_when_only_other_family_floats():
     text = render.render_keepalived(cluster(floating_ips=("2001:db8::100/64",)), "node-a", PATHS, NOTIFY)
-    assert section(text, "virtual_ipaddress") == ["192.0.0.8/32 dev cl_maintenance scope host"]
+    assert section(text, "virtual_ipaddress") == ["192.0.0.8/32 dev lo scope host"]
     assert section(text, "virtual_ipaddress_excluded") == ["2001:db8::100/64 dev eth0"]
 
 
@@ -238,7 +249,7 @@ def test_config_test_harness_sees_problems(tmp_path):
     """The check above means something: keepalived flags what the renderer avoids."""
     text = render.render_keepalived(cluster(floating_ips=("198.18.0.100/24",)), "node-a", PATHS, NOTIFY)
     spoiled = {
-        "own interface tracked": text.replace("cl_maintenance\n", "cl_maintenance\n        eth0\n", 1),
+        "own interface tracked": text.replace("check_unicast_src\n", "check_unicast_src\n    track_interface {\n        eth0\n    }\n", 1),
         "advert_int out of range": text.replace("advert_int 1\n", "advert_int 41\n"),
         "no VIP of the family": re.sub(r"virtual_ipaddress \{[^}]*\}\n", "", text),
     }

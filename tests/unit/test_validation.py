@@ -271,7 +271,6 @@ def test_tracked_interfaces():
     [
         (["eth9"], ("eth9 does not exist", "eth0, eth1")),
         (["eth0:1"], "address label"),
-        (["cl_maintenance"], "maintenance link"),
         (["a" * 16], "longer than 15"),
         (["bad/name"], "not a valid interface name"),
         ([""], "empty"),

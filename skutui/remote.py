@@ -1,0 +1,123 @@
+"""Node operations, the same on both sides: in-process for this node, over SSH for the peer.
+
+``LocalOps`` runs :class:`~skutui.node.LocalNode` in a thread (its work is blocking: files,
+subprocesses); ``RemoteOps`` runs ``skutui node …`` on the peer over the kept connection.
+The lifecycle drives both through this one interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Protocol
+
+from skutui.core import store
+from skutui.core.model import ClusterConfig
+from skutui.node import LocalNode, NodeFacts
+
+NODE_COMMAND = ("skutui", "node")
+
+
+class NodeOps(Protocol):
+    name: str
+
+    async def facts(self) -> NodeFacts: ...
+    async def inventory(self) -> dict[str, Any]: ...
+    async def snapshot(self) -> dict[str, Any]: ...
+    async def restore(self, snapshot: dict[str, Any]) -> None: ...
+    async def apply(self, config: ClusterConfig) -> None: ...
+    async def reload(self) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def erase(self) -> None: ...
+    async def set_maintenance(self, on: bool) -> str: ...
+
+
+class LocalOps:
+    def __init__(self, node: LocalNode, name: str = "this node"):
+        self.node = node
+        self.name = name
+
+    async def _call(self, method: str, *args):
+        return await asyncio.to_thread(getattr(self.node, method), *args)
+
+    async def facts(self) -> NodeFacts:
+        return await self._call("facts")
+
+    async def inventory(self) -> dict[str, Any]:
+        return await self._call("inventory")
+
+    async def snapshot(self) -> dict[str, Any]:
+        return await self._call("snapshot")
+
+    async def restore(self, snapshot: dict[str, Any]) -> None:
+        await self._call("restore", snapshot)
+
+    async def apply(self, config: ClusterConfig) -> None:
+        await self._call("apply", config)
+
+    async def reload(self) -> None:
+        await self._call("reload")
+
+    async def start(self) -> None:
+        await self._call("start")
+
+    async def stop(self) -> None:
+        await self._call("stop")
+
+    async def erase(self) -> None:
+        await self._call("erase")
+
+    async def set_maintenance(self, on: bool) -> str:
+        return await self._call("set_maintenance", on)
+
+
+class RemoteOps:
+    def __init__(self, peer, name: str):
+        self.peer = peer
+        self.name = name
+
+    async def _node(self, *operation: str, input: str | None = None, timeout: float | None = None) -> str:
+        from skutui.peer import RemoteCommandFailed
+
+        try:
+            result = await self.peer.run_checked([*NODE_COMMAND, *operation], input=input, timeout=timeout)
+        except RemoteCommandFailed as exc:
+            # The peer's skutui already printed an operator message; pass it on as it is.
+            detail = (exc.stderr or "").strip().removeprefix("skutui: ")
+            raise RemoteNodeError(f"{self.name}: {detail or exc}") from None
+        return result.stdout
+
+    async def facts(self) -> NodeFacts:
+        return NodeFacts.from_dict(json.loads(await self._node("facts")))
+
+    async def inventory(self) -> dict[str, Any]:
+        return json.loads(await self._node("inventory"))
+
+    async def snapshot(self) -> dict[str, Any]:
+        return json.loads(await self._node("snapshot"))
+
+    async def restore(self, snapshot: dict[str, Any]) -> None:
+        await self._node("restore", input=json.dumps(snapshot))
+
+    async def apply(self, config: ClusterConfig) -> None:
+        await self._node("apply", input=store.dumps(config))
+
+    async def reload(self) -> None:
+        await self._node("reload")
+
+    async def start(self) -> None:
+        await self._node("start")
+
+    async def stop(self) -> None:
+        await self._node("stop")
+
+    async def erase(self) -> None:
+        await self._node("erase")
+
+    async def set_maintenance(self, on: bool) -> str:
+        return (await self._node("maintenance", "on" if on else "off")).strip()
+
+
+class RemoteNodeError(Exception):
+    """The peer refused or failed an operation; the message is the peer's own."""
