@@ -406,9 +406,16 @@ def _describe_changes(old: ClusterConfig, new: ClusterConfig) -> list[str]:
                          ("tracked_interfaces", "Tracked interfaces"), ("floating_ips", "Floating IPs")):
         before, after = getattr(old, field), getattr(new, field)
         if before != after:
-            show = (lambda v: ", ".join(v) or "none") if isinstance(before, tuple) else str
-            lines.append(f"{label}: {show(before)} -> {show(after)}")
+            lines.append(f"{label}: {_shown(before)} -> {_shown(after)}")
     return lines
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value) or "none"
+    if isinstance(value, float):
+        return f"{format_seconds(value)} s"
+    return str(value)
 
 
 def _row(side: NodeSide, node: Node, facts: NodeFacts | None, reachable: bool,

@@ -148,11 +148,16 @@ class LocalNode:
             "agent": bool(agent),
             "sync": bool(agent.get("sync")),
         }
+        role = self.role() if config else Role.UNKNOWN
+        if role is Role.MASTER and not services["keepalived"]:
+            # keepalived died without a transition: this node no longer holds the master role
+            # (the agent releases the floating IPs), whatever the role file still says.
+            role = Role.BACKUP
         return NodeFacts(
             hostname=socket.gethostname(),
             version=__version__,
             configured=config is not None,
-            role=self.role() if config else Role.UNKNOWN,
+            role=role,
             maintenance=self.in_maintenance(),
             services=services,
             holds_floating_ips=bool(config and self.floating_ips_held(config)),
