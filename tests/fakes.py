@@ -45,7 +45,7 @@ CANDIDATES = [
 ]
 """eth0:1 is an alias: the console must never offer it."""
 
-LINKS = ["lo", "eth0", "eth1", "eth2", "cl_maintenance"]
+LINKS = ["lo", "eth0", "eth1", "eth2"]
 
 PREFLIGHT: list[tuple[str, str, str, str]] = [
     # name, detail when it passes, detail when it fails, hint when it fails

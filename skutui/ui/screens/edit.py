@@ -9,7 +9,6 @@ from textual.widgets.selection_list import Selection
 
 from skutui.core import validation
 from skutui.core.api import EditRequest
-from skutui.core.model import MAINTENANCE_INTERFACE
 from skutui.ui.forms import FormCheck, comma_list
 from skutui.ui.screens.base import FormScreen
 from skutui.ui.screens.steps import StepsScreen
@@ -29,7 +28,7 @@ class EditScreen(FormScreen):
         assert view.cluster is not None
         self.view = view
         self.cluster = view.cluster
-        self.links = [name for name in links if name != MAINTENANCE_INTERFACE]
+        self.links = list(links)
 
     def compose_body(self) -> ComposeResult:
         text = self.app.profile.text
