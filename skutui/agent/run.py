@@ -1,73 +1,478 @@
-"""The agent's main loop: publish this node's state and guard the floating IPs."""
+"""The node agent: one asyncio process per node, for as long as the node is in a cluster.
+
+What it runs, side by side:
+
+- every check interval: re-read cluster.toml, notice role changes, start or stop the sync,
+  guard the floating IPs, publish ``agent.json`` (``{"pid", "sync", "role", …}``);
+- the peer link: one kept SSH connection to the other node, probed while it is away;
+  when it returns, the sync compares whole trees and the journal replays;
+- on the master with a configured peer only: the sync watcher and pusher, and the journal
+  replayer (a backup never pushes and never replays);
+- every few seconds: keepalived, conntrackd and (on the master) the configured services;
+- the control socket: the current state and the event stream (``skutui events``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
+from skutui.agent.control import ControlError, ControlServer, EventBus, now_iso
+from skutui.agent.journal import Journal, JournalError, ReplayBlocked, Replayer, SshReplayTarget
+from skutui.agent.sync import Pusher, SshRemoteTree, SyncFilter, SyncService, synced_roots
 from skutui.core import store
-from skutui.core.model import DEFAULT_CHECK_INTERVAL
+from skutui.core.model import DEFAULT_CHECK_INTERVAL, ClusterConfig, Node, Role
 from skutui.core.paths import Paths
 from skutui.node import LocalNode
 
 log = logging.getLogger("skutui.agent")
 
+PEER_PROBE_INTERVAL = 2.0
+SERVICE_CHECK_INTERVAL = 5.0
+JOURNAL_POLL_INTERVAL = 1.0
+"""``skutui exec`` wakes the replayer through the socket; polling catches a missed wake."""
+BLOCKED_RETRY = 60.0
+"""Seconds before a replay the peer refused is tried again (each try is reported)."""
+ANSWER_RETRY = 10.0
+SYNC_RESTART_DELAY = 30.0
+SERVICE_TIMEOUT = 10.0
+
+
+class PeerLink:
+    """The kept connection to the other node, and whether it answers.
+
+    Up/down changes are reported once each; ``on_up`` callbacks run when the peer returns.
+    """
+
+    def __init__(self, node: Node, connection, report: Callable[..., object]) -> None:
+        self.node = node
+        self.connection = connection
+        self.report = report
+        self.up: bool | None = None
+        self.error: str | None = None
+        self.since: float | None = None
+        self.on_up: list[Callable[[], object]] = []
+
+    @property
+    def name(self) -> str:
+        return f"{self.node.hostname} ({self.node.ip})"
+
+    async def probe(self) -> bool:
+        from skutui.peer import PeerError
+
+        if not self.connection.connected:
+            try:
+                await self.connection.connect()
+            except PeerError as exc:
+                self.lost(exc)
+                return False
+        if self.up is not True:
+            self.up, self.error, self.since = True, None, time.time()
+            self.report("peer", f"{self.name} is reachable", peer=self.node.hostname, up=True)
+            for callback in self.on_up:
+                callback()
+        return True
+
+    def lost(self, exc: BaseException) -> None:
+        from skutui.peer import HostKeyError
+
+        message = str(exc)
+        if self.up is not False or message != self.error:
+            level = "error" if isinstance(exc, HostKeyError) else "warning"
+            self.report("peer", f"{self.name} is unreachable: {message}", level=level,
+                        peer=self.node.hostname, up=False)
+        if self.up is not False:
+            self.since = time.time()
+        self.up, self.error = False, message
+
+    def status(self) -> dict:
+        return {"name": self.node.hostname, "host": self.node.ip, "up": self.up,
+                "since": self.since, "error": self.error}
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+_UNSET = object()
+
+
+def _default_connection(node: Node, paths: Paths):
+    from skutui.peer import PeerConnection
+
+    return PeerConnection(node.ip, paths=paths)
+
+
+def service_running(name: str) -> bool:
+    try:
+        result = subprocess.run(["service", name, "status"], capture_output=True,
+                                timeout=SERVICE_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
 
 class Agent:
-    def __init__(self, paths: Paths):
-        self.node = LocalNode(paths)
+    def __init__(self, paths: Paths, *, node: LocalNode | None = None,
+                 hostname: str | None = None,
+                 connect: Callable[[Node, Paths], object] = _default_connection,
+                 guard: bool = True, sync_options: dict | None = None,
+                 service_check: Callable[[str], bool] = service_running) -> None:
         self.paths = paths
+        self.node = node or LocalNode(paths)
+        self.hostname = hostname or socket.gethostname()
+        self.events = EventBus(self.hostname)
+        self.journal = Journal(paths.journal_dir)
+        self.connect = connect
+        self.guard = guard
+        self.sync_options = sync_options or {}
+        self.service_check = service_check
+        self.started = time.time()
+        self.config: ClusterConfig | None = None
+        self._config_seen: object = _UNSET
+        self.roots: list[PurePosixPath] = []
+        self.config_error: str | None = None
+        self.link: PeerLink | None = None
+        self.sync: SyncService | None = None
+        self.replication_error: str | None = None
+        self.queued = 0
+        self.services: dict[str, bool] = {}
+        self._sync_task: asyncio.Task | None = None
+        self._sync_roots: list[PurePosixPath] = []
+        self._sync_link: PeerLink | None = None
+        self._round_now = asyncio.Event()
+        self._role: Role | None = None
+        self._replay_wake = asyncio.Event()
+        self._blocked_until = 0.0
+        self._sync_retry_at = 0.0
+        self._closing: list[asyncio.Task] = []
+
+    # --- what others read ----------------------------------------------------------------
+
+    @property
+    def sync_running(self) -> bool:
+        return self.sync is not None and self.sync.running
 
     def publish(self) -> None:
-        state = {"pid": os.getpid(), "sync": False, "role": self.node.role().value}
+        state = {"pid": os.getpid(), "sync": self.sync_running, "role": self.node.role().value,
+                 "peer": None if self.link is None else self.link.up, "queued": self.queued}
         store.write_text_atomic(self.paths.agent_state, json.dumps(state) + "\n", mode=0o600)
+
+    def state(self) -> dict:
+        try:
+            replication = self.journal.summary()
+        except JournalError as exc:
+            replication = {"error": str(exc)}
+        replication["error"] = replication.get("error") or self.replication_error
+        return {
+            "node": self.hostname, "pid": os.getpid(), "started": now_iso(self.started),
+            "role": self.node.role().value, "configured": self.config is not None,
+            "config_error": self.config_error, "sync": self.sync_running,
+            "sync_status": self.sync.status() if self.sync else None,
+            "peer": self.link.status() if self.link else None,
+            "replication": replication, "services": dict(self.services),
+        }
+
+    # --- the every-interval round ----------------------------------------------------------
 
     def guard_floating_ips(self) -> None:
         """A killed or hung keepalived never releases its floating IPs, and the peer takes
         them too: drop them here so that only one node answers for them."""
-        config = self.node.config()
+        config = self.config
         if config is None or self.node.keepalived.running():
             return
         released = self.node.release_floating_ips(config)
         if released:
-            log.warning("keepalived is not running: released floating IPs %s", ", ".join(released))
+            self.events.emit("service", "keepalived is not running: released floating IPs "
+                             + ", ".join(released), level="warning", released=released)
 
     def check_interval(self) -> float:
+        return self.config.check_interval if self.config else DEFAULT_CHECK_INTERVAL
+
+    def _read_config(self) -> ClusterConfig | None:
         try:
             config = self.node.config()
-        except store.ConfigError:
-            return DEFAULT_CHECK_INTERVAL
-        return config.check_interval if config else DEFAULT_CHECK_INTERVAL
+        except store.ConfigError as exc:
+            if str(exc) != self.config_error:
+                self.events.emit("agent", f"cluster.toml cannot be read: {exc}; keeping the "
+                                 "last good configuration", level="error")
+            self.config_error = str(exc)
+            return self.config
+        self.config_error = None
+        return config
 
-    def loop(self) -> None:
+    async def round(self) -> None:
+        self._configure(await asyncio.to_thread(self._read_config))
+        role = self.node.role()
+        self._note_role(role)
+        await self._want_sync(role)
+        if self.guard:
+            await asyncio.to_thread(self.guard_floating_ips)
+        self.publish()
+
+    def _configure(self, config: ClusterConfig | None) -> None:
+        if config == self._config_seen:
+            return
+        self._config_seen = self.config = config
+        self.roots = []
+        peer = None
+        if config is not None:
+            self.roots, refused = synced_roots(config.synced_paths, self.paths.config_root)
+            for reason in refused:
+                self.events.emit("sync", f"synced path refused: {reason}", level="error")
+            try:
+                peer = config.peer_of(self.hostname)
+                config.node(self.hostname)
+            except KeyError:
+                self.events.emit("agent", f"this node's hostname {self.hostname} is not in "
+                                 "cluster.toml; no peer to sync with", level="error")
+                peer = None
+        if self.link is not None and (peer is None or self.link.node != peer):
+            self._closing.append(asyncio.ensure_future(self.link.close()))
+            self.link = None
+        if peer is not None and self.link is None:
+            self.link = PeerLink(peer, self.connect(peer, self.paths), self.events.emit)
+            self.link.on_up.append(self._peer_back)
+
+    def _peer_back(self) -> None:
+        if self.sync is not None:
+            self.sync.request_reconcile()
+        self._blocked_until = 0.0
+        self.wake_replay()
+
+    def _note_role(self, role: Role, cause: str | None = None) -> None:
+        previous, self._role = self._role, role
+        if role == previous:
+            return
+        if previous is None:
+            self.events.emit("role", f"agent started; this node is {role.value}",
+                             role=role.value, cause="agent start")
+            return
+        cause = cause or self._role_cause(role, previous)
+        self.events.emit("role", f"{previous.value} -> {role.value}: {cause}",
+                         level="warning" if role is Role.MAINTENANCE else "info",
+                         role=role.value, previous=previous.value, cause=cause)
+
+    def _role_cause(self, role: Role, previous: Role) -> str:
+        away = self.link is not None and self.link.up is False
+        if role is Role.MAINTENANCE:
+            return ("maintenance was switched on" if self.node.in_maintenance()
+                    else "keepalived reported FAULT (a tracked interface is down)")
+        if role is Role.MASTER:
+            return "keepalived made this node master" + (
+                f" ({self.link.node.hostname} is unreachable)" if away else "")
+        if role is Role.BACKUP and previous is Role.MAINTENANCE:
+            return "left maintenance; keepalived made this node backup"
+        return f"keepalived made this node {role.value}"
+
+    def posted(self, kind: str, message: str, level: str, data: dict) -> None:
+        """An event from another process (keepalived's notify hook); a role it reports is
+        taken as known, so the next round does not announce the same change again."""
+        if kind == "role" and data.get("role") in {r.value for r in Role}:
+            self._role = Role(data["role"])
+            self._round_now.set()  # start or stop the sync now, not at the next interval
+        self.events.emit(kind, message, level=level, **data)
+
+    # --- the sync ---------------------------------------------------------------------------
+
+    async def _want_sync(self, role: Role) -> None:
+        roots = self.roots
+        want = role is Role.MASTER and self.link is not None and bool(roots)
+        task = self._sync_task
+        if task is not None and (task.done() or not want or roots != self._sync_roots
+                                 or self.link is not self._sync_link):
+            await self._stop_sync()
+        if want and self._sync_task is None and time.monotonic() >= self._sync_retry_at:
+            self._start_sync(roots)
+
+    def _start_sync(self, roots: list[PurePosixPath]) -> None:
+        link = self.link
+        pusher = Pusher(roots, SyncFilter((PurePosixPath(self.paths.local_dir),)),
+                        SshRemoteTree(link.connection),
+                        may_push=lambda: self.node.role() is Role.MASTER)
+        self.sync = SyncService(pusher, report=self.events.emit, peer_name=link.node.hostname,
+                                peer_ready=lambda: link.up is True, peer_lost=link.lost,
+                                **self.sync_options)
+        self._sync_roots = roots
+        self._sync_link = link
+        self._sync_task = asyncio.create_task(self.sync.run(), name="sync")
+
+    async def _stop_sync(self) -> None:
+        task, self._sync_task = self._sync_task, None
+        if task is None:
+            return
+        task.cancel()
+        results = await asyncio.gather(task, return_exceptions=True)
+        if isinstance(results[0], Exception):
+            self._sync_retry_at = time.monotonic() + SYNC_RESTART_DELAY
+            self.events.emit("sync", f"the sync watcher failed: {results[0]}; starting it "
+                             f"again in {SYNC_RESTART_DELAY:g} s", level="error")
+        self.sync = None
+
+    async def _flush_sync(self) -> None:
+        if self.sync is not None and self.sync.running:
+            await self.sync.flush()
+
+    # --- replication ------------------------------------------------------------------------
+
+    def wake_replay(self) -> None:
+        self._replay_wake.set()
+
+    async def replicate_once(self) -> None:
+        """Replay what is pending, if this node is the master and the peer answers."""
+        from skutui.peer import CommandTimeout, PeerError, PeerUnreachable
+
+        link = self.link
+        try:
+            self.queued = len(self.journal.pending())
+        except JournalError as exc:
+            self._blocked(str(exc), BLOCKED_RETRY)
+            return
+        if not self.queued or link is None or link.up is not True:
+            return
+        if self.node.role() is not Role.MASTER or time.monotonic() < self._blocked_until:
+            return
+        replayer = Replayer(self.journal, SshReplayTarget(link.connection), self.events.emit)
+        try:
+            await replayer.replay_pending(before_each=self._flush_sync)
+        except PeerUnreachable as exc:
+            link.lost(exc)
+        except CommandTimeout as exc:
+            self._blocked(f"no answer from {link.node.hostname}: {exc}; asking again "
+                          f"(it is never run twice)", ANSWER_RETRY, level="warning")
+        except (ReplayBlocked, PeerError, JournalError) as exc:
+            self._blocked(f"replication to {link.node.hostname} is blocked: {exc}",
+                          BLOCKED_RETRY)
+        else:
+            self.replication_error = None
+        with contextlib.suppress(JournalError):
+            self.queued = len(self.journal.pending())
+
+    def _blocked(self, message: str, retry: float, level: str = "error") -> None:
+        self.replication_error = message
+        self._blocked_until = time.monotonic() + retry
+        self.events.emit("replication", f"{message}; trying again in {retry:g} s", level=level)
+
+    # --- the loops --------------------------------------------------------------------------
+
+    async def _rounds(self) -> None:
         while True:
             try:
-                self.publish()
-                self.guard_floating_ips()
+                await self.round()
             except Exception:  # noqa: BLE001 - the agent must outlive one bad round
                 log.exception("agent round failed")
-            time.sleep(self.check_interval())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._round_now.wait(), self.check_interval())
+            self._round_now.clear()
+
+    async def _peer_probes(self) -> None:
+        while True:
+            if self.link is not None:
+                try:
+                    await self.link.probe()
+                except Exception:  # noqa: BLE001
+                    log.exception("peer probe failed")
+            await asyncio.sleep(PEER_PROBE_INTERVAL)
+
+    async def _replication(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._replay_wake.wait(), JOURNAL_POLL_INTERVAL)
+            self._replay_wake.clear()
+            try:
+                await self.replicate_once()
+            except Exception:  # noqa: BLE001
+                log.exception("replication round failed")
+
+    async def _service_checks(self) -> None:
+        while True:
+            try:
+                await self.check_services()
+            except Exception:  # noqa: BLE001
+                log.exception("service check failed")
+            await asyncio.sleep(SERVICE_CHECK_INTERVAL)
+
+    async def check_services(self) -> None:
+        """Report each daemon or service that stops or starts running; on a backup the
+        configured services are meant to be stopped, so only the master checks them."""
+        if self.config is None:
+            self.services = {}
+            return
+        names = ["keepalived", "conntrackd"]
+        master = self.node.role() is Role.MASTER
+        if master:
+            names += list(self.config.services)
+
+        def look() -> dict[str, bool]:
+            found = {"keepalived": self.node.keepalived.running(),
+                     "conntrackd": self.node.conntrackd.running()}
+            for name in names[2:]:
+                found[name] = self.service_check(name)
+            return found
+
+        now = await asyncio.to_thread(look)
+        for name, running in now.items():
+            before = self.services.get(name)
+            if running == before or (before is None and running):
+                continue
+            where = "the master" if master else "this node"
+            if running:
+                self.events.emit("service", f"{name} is running again on {where}",
+                                 service=name, running=True)
+            else:
+                self.events.emit("service", f"{name} is not running on {where}", level="error",
+                                 service=name, running=False)
+        self.services = now
+
+    async def run(self) -> None:
+        server = ControlServer(self.paths.control_socket, self.events, self.state,
+                               on_wake=self.wake_replay, on_post=self.posted)
+        await server.start()
+        self.events.emit("agent", f"agent started (pid {os.getpid()})")
+        loops = [asyncio.create_task(coro, name=coro.__name__) for coro in (
+            self._rounds(), self._peer_probes(), self._replication(), self._service_checks())]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._stop_sync()
+            self.events.emit("agent", "agent stopping")
+            if self.link is not None:
+                self._closing.append(asyncio.ensure_future(self.link.close()))
+            await asyncio.gather(*self._closing, return_exceptions=True)
+            await server.close()
+            self.paths.agent_state.unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config_root = Path(argv[-1])
-    agent = Agent(Paths(config_root=config_root))
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    agent = Agent(Paths(config_root=Path(argv[-1])))
 
-    def stop(*_):
-        raise SystemExit(0)
+    async def serve() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await agent.run()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        agent.loop()
-    finally:
-        agent.paths.agent_state.unlink(missing_ok=True)
+        asyncio.run(serve())
+    except ControlError as exc:
+        log.error("%s", exc)
+        return 1
     return 0
 
 

@@ -1,0 +1,284 @@
+"""The agent's control socket: its current state and a live stream of events, as JSON lines.
+
+Protocol (a Unix stream socket at ``Paths.control_socket``, mode 0600, root only; the
+server also checks the caller's uid). The client sends one JSON line, the server answers:
+
+    {"op": "state"}                 -> {"ok": true, "state": {...}}            then closes
+    {"op": "events", "recent": N}   -> the last N events, then each new one, one a line
+    {"op": "post", "event": {...}}  -> {"ok": true}   (kind, message, level, data)
+    {"op": "wake"}                  -> {"ok": true}   (replay the journal now)
+    anything else                   -> {"ok": false, "error": "..."}
+
+An event is ``{"time", "node", "kind", "level", "message"[, "data"]}``: ``time`` is ISO 8601
+UTC, ``kind`` one of :data:`KINDS`, ``level`` info, warning or error, ``data`` details for
+scripts (a role, a sequence number, the paths pushed). A client too slow to keep up gets
+one last ``agent`` event saying so and is disconnected, so it can never stall the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+log = logging.getLogger("skutui.agent")
+
+KINDS = ("role", "sync", "replication", "service", "peer", "agent")
+LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+RECENT_KEPT = 200
+SUBSCRIBER_QUEUE = 1000
+MAX_REQUEST = 64 * 1024
+CLIENT_TIMEOUT = 5.0
+
+
+def now_iso(at: float | None = None) -> str:
+    moment = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventBus:
+    """Fans events out to subscribers and the log; keeps the last few for late readers."""
+
+    def __init__(self, node: str, *, keep: int = RECENT_KEPT) -> None:
+        self.node = node
+        self._recent: deque[dict] = deque(maxlen=keep)
+        self._subscribers: set[asyncio.Queue] = set()
+
+    def emit(self, kind: str, message: str, *, level: str = "info", **data) -> dict:
+        if kind not in KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        event = {"time": now_iso(), "node": self.node, "kind": kind,
+                 "level": level if level in LEVELS else "info", "message": message}
+        if data:
+            event["data"] = data
+        self._recent.append(event)
+        log.log(LEVELS[event["level"]], "%s: %s", kind, message)
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._subscribers.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)  # tells the writer to say so and hang up
+        return event
+
+    def recent(self, count: int) -> list[dict]:
+        return list(self._recent)[-count:] if count > 0 else []
+
+    def subscribe(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self._subscribers.discard(queue)
+
+
+class ControlError(Exception):
+    """The control socket cannot be served or reached; the message is for the operator."""
+
+
+def peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class ControlServer:
+    """Serves :class:`EventBus` events and ``state()`` on a root-only Unix socket."""
+
+    def __init__(self, path: Path, bus: EventBus, state: Callable[[], dict], *,
+                 on_wake: Callable[[], None] = lambda: None,
+                 on_post: Callable[[str, str, str, dict], object] | None = None) -> None:
+        self.path = Path(path)
+        self.bus = bus
+        self.state = state
+        self.on_wake = on_wake
+        self.on_post = on_post or (lambda kind, message, level, data:
+                                   bus.emit(kind, message, level=level, **data))
+        self._server: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        """Bind under a temporary name, restrict it to 0600, then rename it into place, so
+        the socket is never reachable with wider permissions."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and await _answers(self.path):
+            raise ControlError(f"another skutui agent already serves {self.path}; stop it "
+                               "first (`skutui node stop`)")
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        temp.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(temp))
+            os.chmod(temp, 0o600)
+            sock.listen(16)
+            os.replace(temp, self.path)
+        except BaseException:
+            sock.close()
+            temp.unlink(missing_ok=True)
+            raise
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock,
+                                                       limit=MAX_REQUEST)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._clients):
+            task.cancel()
+        if self._clients:
+            await asyncio.gather(*self._clients, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._clients.add(task)
+        try:
+            await self._conversation(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:  # noqa: BLE001 - one bad client must not disturb the agent
+            log.exception("control socket client failed")
+        finally:
+            self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _conversation(self, reader, writer) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
+            if peer_uid(writer.get_extra_info("socket")) not in (0, os.geteuid()):
+                await _send(writer, {"ok": False, "error": "the control socket is for root only"})
+                return
+            request = json.loads(line)
+            op = request["op"]
+        except (ValueError, KeyError, TypeError, asyncio.LimitOverrunError):
+            await _send(writer, {"ok": False, "error": 'send one JSON line like {"op": "state"}'})
+            return
+        if op == "state":
+            await _send(writer, {"ok": True, "state": self.state()})
+        elif op == "wake":
+            self.on_wake()
+            await _send(writer, {"ok": True})
+        elif op == "post":
+            await _send(writer, self._post(request.get("event")))
+        elif op == "events":
+            await self._stream(writer, int(request.get("recent", 0) or 0), reader)
+        else:
+            await _send(writer, {"ok": False, "error": f"unknown request {op!r}; known: "
+                                                       "state, events, post, wake"})
+
+    def _post(self, event) -> dict:
+        if not isinstance(event, dict) or event.get("kind") not in KINDS:
+            return {"ok": False, "error": f"an event needs a kind among {', '.join(KINDS)}"}
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        self.on_post(event["kind"], str(event.get("message", "")),
+                     str(event.get("level", "info")), data)
+        return {"ok": True}
+
+    async def _stream(self, writer, recent: int, reader) -> None:
+        queue = self.bus.subscribe()
+        try:
+            for event in self.bus.recent(recent):
+                await _send(writer, event)
+            hangup = asyncio.ensure_future(reader.read())  # ends when the client leaves
+            try:
+                while True:
+                    getter = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait({getter, hangup},
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        return
+                    event = getter.result()
+                    if event is None:
+                        await _send(writer, {"time": now_iso(), "node": self.bus.node,
+                                             "kind": "agent", "level": "warning",
+                                             "message": "this reader fell behind by "
+                                             f"{SUBSCRIBER_QUEUE} events and was disconnected"})
+                        return
+                    await _send(writer, event)
+            finally:
+                hangup.cancel()
+        finally:
+            self.bus.unsubscribe(queue)
+
+
+async def _send(writer: asyncio.StreamWriter, message: dict) -> None:
+    writer.write(json.dumps(message, sort_keys=True).encode() + b"\n")
+    await writer.drain()
+
+
+async def _answers(path: Path) -> bool:
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+# --- clients (blocking: the command line uses them) ----------------------------------------
+
+def _connect(path: Path, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        sock.close()
+        raise ControlError(f"the skutui agent is not running on this node (nothing answers on "
+                           f"{path}); start it with `skutui node start`") from exc
+    except PermissionError as exc:
+        sock.close()
+        raise ControlError(f"{path} is for root only; run this as root") from exc
+    return sock
+
+
+def request(path: Path, op: str, *, timeout: float = CLIENT_TIMEOUT, **fields) -> dict:
+    """One request, one answer; raises ControlError if the agent is absent or refuses."""
+    with _connect(path, timeout) as sock:
+        sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            line = stream.readline(MAX_REQUEST * 16)
+    if not line:
+        raise ControlError(f"the skutui agent closed {path} without answering")
+    answer = json.loads(line)
+    if not answer.get("ok"):
+        raise ControlError(f"the skutui agent refused `{op}`: {answer.get('error')}")
+    return answer
+
+
+def stream_events(path: Path, recent: int = 0) -> Iterator[dict]:
+    """Events as the agent emits them, until it stops (then the iterator ends)."""
+    with _connect(path, CLIENT_TIMEOUT) as sock:
+        sock.sendall(json.dumps({"op": "events", "recent": recent}).encode() + b"\n")
+        sock.settimeout(None)
+        with sock.makefile("rb") as stream:
+            for line in stream:
+                message = json.loads(line)
+                if message.get("ok") is False:
+                    raise ControlError(f"the skutui agent refused the event stream: "
+                                       f"{message.get('error')}")
+                yield message
+
+
+def post_event(path: Path, kind: str, message: str, *, level: str = "info", **data) -> bool:
+    """Best effort, for short-lived processes (keepalived's notify hook): False if no agent
+    listens, so the caller's own work never depends on it."""
+    try:
+        request(path, "post", timeout=2.0,
+                event={"kind": kind, "message": message, "level": level, "data": data})
+    except (ControlError, OSError, ValueError):
+        return False
+    return True

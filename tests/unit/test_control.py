@@ -1,0 +1,270 @@
+"""The control socket (state, event stream, root only) and the agent that serves it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import stat
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from skutui.agent import control
+from skutui.agent import run as agent_run
+from skutui.agent.control import ControlError, ControlServer, EventBus
+from skutui.agent.journal import Journal
+from skutui.agent.run import Agent
+from skutui.core.model import ClusterConfig, Node, Role
+from skutui.core.paths import Paths
+from skutui.node import LocalNode
+from tests.unit.test_sync import assert_same, connection_to, start_skutui_peer, wait_until, write
+
+
+@pytest.fixture
+async def server(tmp_path: Path):
+    bus = EventBus("node-a")
+    woken = []
+    srv = ControlServer(tmp_path / "run" / "control.sock", bus,
+                        lambda: {"role": "master", "sync": True}, on_wake=lambda: woken.append(1))
+    await srv.start()
+    srv.woken = woken
+    yield srv
+    await srv.close()
+
+
+def ask(path: Path, op: str, **fields):
+    return asyncio.to_thread(control.request, path, op, **fields)
+
+
+async def test_the_socket_is_root_only_and_serves_the_state(server: ControlServer):
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(server.path).st_mode)
+    answer = await ask(server.path, "state")
+    assert answer == {"ok": True, "state": {"role": "master", "sync": True}}
+    await ask(server.path, "wake")
+    assert server.woken == [1]
+    with pytest.raises(ControlError, match="unknown request 'reboot'"):
+        await ask(server.path, "reboot")
+    assert not [p for p in server.path.parent.iterdir() if p.name.startswith(".")]
+
+
+async def test_a_caller_that_is_not_root_is_refused(server: ControlServer, monkeypatch):
+    monkeypatch.setattr(control, "peer_uid", lambda sock: 1000)
+    with pytest.raises(ControlError, match="root only"):
+        await ask(server.path, "state")
+
+
+async def test_events_stream_as_json_lines_recent_first(server: ControlServer):
+    server.bus.emit("sync", "pushed to node-b: 1 written", written=["/etc/skutui/x"])
+    received: list[dict] = []
+
+    def follow():
+        for event in control.stream_events(server.path, recent=5):
+            received.append(event)
+            if len(received) == 3:
+                return
+
+    reader = asyncio.create_task(asyncio.to_thread(follow))
+    await wait_until(lambda: len(received) >= 1)
+    await asyncio.sleep(0.05)  # the reader is subscribed once it got the recent ones
+    server.bus.emit("peer", "node-b (10.0.0.2) is unreachable: refused", level="warning")
+    assert await ask(server.path, "post", event={"kind": "role", "message": "backup -> master",
+                                                "data": {"role": "master"}}) == {"ok": True}
+    await asyncio.wait_for(reader, 5)
+    assert [e["kind"] for e in received] == ["sync", "peer", "role"]
+    for event in received:
+        assert {"time", "node", "kind", "level", "message"} <= set(event)
+        assert event["node"] == "node-a" and event["time"].endswith("Z")
+    assert received[0]["data"] == {"written": ["/etc/skutui/x"]}
+    assert received[1]["level"] == "warning" and received[2]["data"] == {"role": "master"}
+
+
+async def test_a_reader_that_falls_behind_is_told_and_dropped(server: ControlServer, monkeypatch):
+    monkeypatch.setattr(control, "SUBSCRIBER_QUEUE", 3)
+    queue = server.bus.subscribe()
+    for n in range(5):
+        server.bus.emit("sync", f"push {n}")
+    assert queue.qsize() == 3 and list(queue._queue)[-1] is None
+    server.bus.emit("sync", "after")
+    assert queue.qsize() == 3  # no longer subscribed
+
+
+async def test_one_agent_per_socket_and_stale_sockets_are_replaced(server: ControlServer,
+                                                                   tmp_path: Path):
+    second = ControlServer(server.path, EventBus("node-a"), dict)
+    with pytest.raises(ControlError, match="another skutui agent already serves"):
+        await second.start()
+    stale_path = tmp_path / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(stale_path))
+    stale.close()  # what a killed agent leaves behind
+    third = ControlServer(stale_path, EventBus("node-a"), lambda: {"fresh": True})
+    await third.start()
+    try:
+        assert (await ask(stale_path, "state"))["state"] == {"fresh": True}
+    finally:
+        await third.close()
+    assert not stale_path.exists()
+
+
+def test_clients_explain_a_missing_agent(tmp_path: Path):
+    with pytest.raises(ControlError, match="agent is not running.*skutui node start"):
+        control.request(tmp_path / "none.sock", "state")
+    assert control.post_event(tmp_path / "none.sock", "role", "x") is False
+
+
+async def test_skutui_events_json_prints_one_object_per_line(server: ControlServer, capsys,
+                                                             monkeypatch):
+    from skutui.agent_cli import register
+    from skutui.cli import CommandError
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    monkeypatch.setattr(Paths, "control_socket", property(lambda self: server.path))
+    server.bus.emit("replication", "#1 applied on the peer: true", seq=1)
+    args = parser.parse_args(["events", "--json", "--recent", "1"])
+    reader = asyncio.create_task(asyncio.to_thread(args.func, args))
+    await asyncio.sleep(0.2)
+    server.bus.emit("service", "haproxy is not running on the master", level="error")
+    await asyncio.sleep(0.1)
+    await server.close()  # the agent stops: the stream ends and says so
+    with pytest.raises(CommandError, match="agent stopped"):
+        await asyncio.wait_for(reader, 5)
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["kind"] for e in events] == ["replication", "service"]
+    assert all({"kind", "node", "message", "time"} <= set(e) for e in events)
+
+
+def test_human_lines_name_time_node_kind_and_level():
+    from skutui.agent_cli import format_event, format_state
+
+    line = format_event({"time": "2024-05-01T10:00:00.000Z", "node": "node-a", "kind": "sync",
+                         "level": "error", "message": "sync to node-b failed"})
+    assert line.split()[1:4] == ["node-a", "sync", "ERROR"] and line.endswith("failed")
+    text = "\n".join(format_state({"node": "node-a", "role": "master", "sync": True,
+                                   "sync_status": {"roots": ["/etc/skutui"]},
+                                   "peer": {"name": "node-b", "host": "10.0.0.2", "up": False,
+                                            "error": "refused"},
+                                   "replication": {"pending": 2, "acked": 7},
+                                   "services": {"haproxy": False}}))
+    assert "node-b (10.0.0.2) unreachable: refused" in text
+    assert "watching /etc/skutui" in text and "2 queued" in text
+    assert "haproxy: NOT running" in text
+
+
+# --- the agent as a whole ---------------------------------------------------------------------
+
+class Node_(LocalNode):
+    """This node with a fixed cluster configuration (no keepalived needed)."""
+
+    def __init__(self, paths: Paths, config: ClusterConfig) -> None:
+        super().__init__(paths)
+        self._config = config
+
+    def config(self) -> ClusterConfig:
+        return self._config
+
+
+@pytest.fixture
+def fast(monkeypatch):
+    monkeypatch.setattr(agent_run, "PEER_PROBE_INTERVAL", 0.05)
+    monkeypatch.setattr(agent_run, "JOURNAL_POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(agent_run, "SERVICE_CHECK_INTERVAL", 0.05)
+
+
+async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path: Path, fast):
+    paths = Paths(config_root=tmp_path / "a" / "etc" / "skutui", run_dir=tmp_path / "a" / "run")
+    paths.local_dir.mkdir(parents=True)
+    paths.role_file.write_text("master\n")
+    cluster = write(paths.cluster_file, "schema_version = 1\n", 0o600)
+    peer = await start_skutui_peer(tmp_path / "b", paths)
+    config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "127.0.0.1"),
+                                                    Node("node-b", peer.host)),
+                           check_interval=0.05, services=("haproxy",))
+    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False,
+                  connect=lambda node, p: connection_to(peer, p),
+                  sync_options={"debounce": 0.02}, service_check=lambda name: False)
+    task = asyncio.create_task(agent.run())
+    received: list[dict] = []
+
+    def published() -> dict:
+        try:
+            return json.loads(paths.agent_state.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    try:
+        await wait_until(lambda: published().get("sync") is True and published().get("peer"))
+        await wait_until(lambda: peer.path(str(cluster)).exists())
+        assert_same(cluster, peer)
+        assert published()["role"] == "master" and published()["pid"] == os.getpid()
+
+        def follow():
+            for event in control.stream_events(paths.control_socket, recent=50):
+                received.append(event)
+                if event["kind"] == "replication":
+                    return
+
+        reader = asyncio.create_task(asyncio.to_thread(follow))
+        Journal(paths.journal_dir).append(["service", "haproxy", "reload"], origin="node-a")
+        await asyncio.to_thread(control.request, paths.control_socket, "wake")
+        await asyncio.wait_for(reader, 5)
+        assert peer.replayed == [["service", "haproxy", "reload"]]
+        state = (await asyncio.to_thread(control.request, paths.control_socket, "state"))["state"]
+        assert state["sync"] is True and state["peer"]["up"] is True
+        assert state["replication"]["pending"] == 0 and state["replication"]["acked"] == 1
+        assert state["services"]["haproxy"] is False
+
+        paths.role_file.write_text("backup\n")
+        await wait_until(lambda: published().get("sync") is False)
+        write(paths.config_root / "late.cfg", "made on a backup")
+        Journal(paths.journal_dir).append(["true"], origin="node-a")
+        await asyncio.sleep(0.3)
+        assert not peer.path(str(paths.config_root / "late.cfg")).exists()
+        assert len(peer.replayed) == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await peer.stop()
+    assert not paths.agent_state.exists() and not paths.control_socket.exists()
+    kinds = {(e["kind"], e["level"]) for e in received}
+    assert {("role", "info"), ("peer", "info"), ("sync", "info"), ("replication", "info"),
+            ("service", "error")} <= kinds
+    messages = [e["message"] for e in received]
+    assert "agent started; this node is master" in messages
+    assert "haproxy is not running on the master" in messages
+
+
+async def test_an_agent_without_a_cluster_serves_its_state(tmp_path: Path, fast):
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    agent = Agent(paths, hostname="node-a", guard=False)
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_until(lambda: paths.agent_state.exists())
+        state = (await asyncio.to_thread(control.request, paths.control_socket, "state"))["state"]
+        assert state["configured"] is False and state["sync"] is False
+        assert state["peer"] is None and state["role"] == Role.UNKNOWN.value
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_notify_hook_announces_a_transition_with_its_cause(server: ControlServer,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch):
+    from skutui.agent_cli import announce_transition
+
+    monkeypatch.setattr(Paths, "control_socket", property(lambda self: server.path))
+    paths = Paths(config_root=tmp_path)
+    assert await asyncio.to_thread(announce_transition, paths, "fault", ["conntrackd -t: 1"])
+    [event] = server.bus.recent(1)
+    assert event["kind"] == "role" and event["level"] == "error"
+    assert event["message"] == "keepalived moved this node to FAULT; failed steps: conntrackd -t: 1"
+    assert event["data"] == {"role": "maintenance", "cause": "keepalived FAULT",
+                             "failed": ["conntrackd -t: 1"]}
+    await server.close()
+    assert not await asyncio.to_thread(announce_transition, paths, "master", [])
