@@ -237,6 +237,23 @@ def _refuse_if_master(paths: Paths, what: str) -> None:
                            "both nodes (`skutui status`)")
 
 
+def _request_from_stdin(what: str) -> dict:
+    try:
+        request = json.load(sys.stdin)
+    except ValueError as exc:
+        raise CommandError(f"the {what} on standard input is not JSON: {exc}",
+                           EXIT_BAD_INPUT) from None
+    if not isinstance(request, dict):
+        raise CommandError(f"the {what} on standard input is not a JSON object", EXIT_BAD_INPUT)
+    return request
+
+
+def _answer(data: dict) -> int:
+    json.dump(data, sys.stdout)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
 def _manifest(args: argparse.Namespace) -> int:
     from skutui.agent.sync import manifest_document, synced_roots
 
@@ -245,9 +262,7 @@ def _manifest(args: argparse.Namespace) -> int:
     if refused:
         raise CommandError("refusing to list " + "; ".join(refused), EXIT_BAD_INPUT)
     excluded = [*args.exclude, str(paths.local_dir)]
-    json.dump(manifest_document([str(r) for r in roots], excluded), sys.stdout)
-    sys.stdout.write("\n")
-    return EXIT_OK
+    return _answer(manifest_document([str(r) for r in roots], excluded))
 
 
 def _sync_apply(args: argparse.Namespace) -> int:
@@ -255,16 +270,14 @@ def _sync_apply(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     _refuse_if_master(paths, "configuration from the peer")
+    request = _request_from_stdin("sync request")
     try:
-        request = json.load(sys.stdin)
-        result = apply_request(request, own_excluded=(PurePosixPath(paths.local_dir),))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CommandError(f"the sync request is not valid: {exc}", EXIT_BAD_INPUT) from None
+        return _answer(apply_request(request, own_excluded=(PurePosixPath(paths.local_dir),)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CommandError(f"the sync request is not valid ({type(exc).__name__}: {exc}); "
+                           "are both nodes on the same skutui version?", EXIT_BAD_INPUT) from None
     except (SyncError, OSError) as exc:
         raise CommandError(str(exc)) from None
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return EXIT_OK
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -273,16 +286,13 @@ def _replay(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     _refuse_if_master(paths, "a replayed command")
     try:
-        entry = Entry.from_dict(json.load(sys.stdin))
-    except (ValueError, KeyError, TypeError) as exc:
+        entry = Entry.from_dict(_request_from_stdin("replayed entry"))
+    except (KeyError, TypeError, ValueError) as exc:
         raise CommandError(f"the replayed entry is not valid: {exc}", EXIT_BAD_INPUT) from None
     try:
-        outcome = apply_entry(paths.journal_dir, entry)
+        return _answer(apply_entry(paths.journal_dir, entry).to_dict())
     except JournalError as exc:
         raise CommandError(str(exc)) from None
-    json.dump(outcome.to_dict(), sys.stdout)
-    sys.stdout.write("\n")
-    return EXIT_OK
 
 
 def _journal(args: argparse.Namespace) -> int:

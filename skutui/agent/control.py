@@ -215,7 +215,7 @@ class ControlServer:
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict) -> None:
-    writer.write(json.dumps(message, sort_keys=True).encode() + b"\n")
+    writer.write(json.dumps(message, sort_keys=True, default=str).encode() + b"\n")
     await writer.drain()
 
 

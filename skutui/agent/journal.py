@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skutui.core.store import _fsync_directory as fsync_dir  # one way to make renames durable
 from skutui.core.store import write_text_atomic
 
 log = logging.getLogger("skutui.agent")
@@ -201,12 +202,11 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def private_dir(directory: Path) -> None:
+    """The journal sits in the never-synced local folder, beside this node's SSH key: if
+    it is created first, it must not create that folder readable by everyone."""
+    for folder in (directory.parent, directory):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def _read_json(path: Path) -> dict:
@@ -350,7 +350,7 @@ class Journal:
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         with _locked(self.directory / LOCK_FILE):
             yield
 
@@ -394,7 +394,7 @@ class Journal:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def _rewrite(self, entries: list[Entry]) -> None:
         text = b"".join(encode_record(e) for e in entries).decode()
@@ -433,7 +433,7 @@ def _tail(text: str, limit: int = 500) -> str:
 def apply_entry(directory: Path, entry: Entry,
                 run: Callable[[Entry], tuple[int, str]] = run_command) -> Outcome:
     """Run one replayed entry on this node at most once (idempotent by sequence number)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(directory)
     path = directory / APPLIED_FILE
     with _locked(directory / APPLY_LOCK_FILE):
         applied = _read_json(path)

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
+import grp
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import stat
 import time
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from skutui.agent.inotify import CREATED, OVERFLOW, TreeWatcher
+from skutui.core.store import _fsync_directory as fsync_dir  # one way to make renames durable
 
 MANIFEST_VERSION = 1
 DEBOUNCE = 0.2
@@ -109,7 +114,39 @@ def local_path(path: PurePosixPath | str, under: Path) -> Path:
 
 def _base(st: os.stat_result) -> dict:
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+            "user": _user_name(st.st_uid), "group": _group_name(st.st_gid),
             "mtime_ns": st.st_mtime_ns}
+
+
+@functools.lru_cache(maxsize=256)
+def _user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _group_name(gid: int) -> str | None:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def _owner(entry: dict) -> tuple:
+    """Owners compare by name, as rsync does: a service user (haproxy) rarely has the same
+    number on both nodes. A name unknown on one side falls back to the number."""
+    return (entry.get("user") or entry["uid"], entry.get("group") or entry["gid"])
+
+
+def _local_ids(entry: dict) -> tuple[int, int]:
+    uid, gid = entry["uid"], entry["gid"]
+    with contextlib.suppress(KeyError, TypeError):
+        uid = pwd.getpwnam(entry.get("user")).pw_uid
+    with contextlib.suppress(KeyError, TypeError):
+        gid = grp.getgrnam(entry.get("group")).gr_gid
+    return uid, gid
 
 
 class HashCache:
@@ -129,6 +166,11 @@ class HashCache:
                 digest.update(chunk)
         self._known[str(path)] = (key, digest.hexdigest())
         return digest.hexdigest()
+
+    def retain(self, paths: Iterable[Path]) -> None:
+        """Forget files that are gone, so the cache never outgrows the tree."""
+        keep = {str(p) for p in paths}
+        self._known = {k: v for k, v in self._known.items() if k in keep}
 
 
 def stat_entry(path: Path, cache: HashCache | None = None) -> dict | None:
@@ -161,7 +203,7 @@ def read_file(path: Path) -> tuple[bytes, dict] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP: it became a symlink meanwhile
+        if exc.errno == errno.ELOOP:  # it became a symlink meanwhile
             return None
         raise
     entry = {"kind": "file", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
@@ -173,6 +215,8 @@ def scan(roots: Iterable[PurePosixPath], sync_filter: SyncFilter, *, under: Path
          cache: HashCache | None = None) -> dict[str, dict]:
     """Every syncable entry under the roots, keyed by protocol path; missing roots are left out."""
     entries: dict[str, dict] = {}
+    _user_name.cache_clear()  # users and groups may have been added since the last scan
+    _group_name.cache_clear()
 
     def walk(path: PurePosixPath) -> None:
         entry = stat_entry(local_path(path, under), cache)
@@ -193,6 +237,8 @@ def scan(roots: Iterable[PurePosixPath], sync_filter: SyncFilter, *, under: Path
     for root in roots:
         if not sync_filter.skips(root):
             walk(PurePosixPath(root))
+    if cache is not None:
+        cache.retain(local_path(p, under) for p in entries)
     return entries
 
 
@@ -263,7 +309,7 @@ def apply_request(request: dict, *, under: Path = Path("/"),
         touched.add(target.parent)
     for directory in touched:
         with contextlib.suppress(OSError):
-            _fsync_dir(directory)
+            fsync_dir(directory)
     return {"deleted": len(deletes), "settled": len(entries) - len(missing), "missing": missing}
 
 
@@ -276,18 +322,10 @@ def _place_link(target: Path, destination: str) -> None:
 
 def _set_metadata(target: Path, entry: dict) -> None:
     is_link = entry["kind"] == "link"
-    os.chown(target, entry["uid"], entry["gid"], follow_symlinks=not is_link)
+    os.chown(target, *_local_ids(entry), follow_symlinks=not is_link)
     if not is_link:
         os.chmod(target, entry["mode"])
     os.utime(target, ns=(entry["mtime_ns"], entry["mtime_ns"]), follow_symlinks=not is_link)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- the master's side: what differs, and pushing it -------------------------------------
@@ -304,17 +342,16 @@ class Plan:
     in_step: int = 0
 
 
-_METADATA = ("mode", "uid", "gid", "mtime_ns")
 
 
 def _same(local: dict, remote: dict) -> bool:
     """Directory mtimes move whenever anything inside changes, on both nodes, at different
     moments: comparing them would report drift forever, so directories compare without."""
     kind = local["kind"]
-    if kind != remote["kind"]:
+    if kind != remote["kind"] or _owner(local) != _owner(remote):
         return False
-    keys = {"file": ("sha256", *_METADATA), "dir": ("mode", "uid", "gid"),
-            "link": ("target", "uid", "gid", "mtime_ns")}[kind]
+    keys = {"file": ("sha256", "mode", "mtime_ns"), "dir": ("mode",),
+            "link": ("target", "mtime_ns")}[kind]
     return all(local.get(k) == remote.get(k) for k in keys)
 
 

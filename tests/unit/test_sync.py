@@ -534,3 +534,18 @@ def test_scan_skips_sockets_and_fifos(tmp_path: Path):
     write(tmp_path / "real", "r")
     entries = scan([PurePosixPath(tmp_path)], SyncFilter())
     assert set(entries) == {str(tmp_path), str(tmp_path / "real")}
+
+
+def test_owners_compare_and_apply_by_name_like_rsync(tmp_path: Path):
+    """haproxy is uid 105 on one node and 108 on the other: same owner, nothing to do."""
+    base = {"kind": "file", "sha256": "aa", "size": 1, "mode": 0o640, "mtime_ns": 1}
+    master_side = {**base, "uid": 105, "gid": 105, "user": "haproxy", "group": "haproxy"}
+    backup_side = {**base, "uid": 108, "gid": 108, "user": "haproxy", "group": "haproxy"}
+    assert plan_changes({"/r/f": master_side}, {"/r/f": backup_side}, ["/r/f"]).in_step == 1
+    unnamed = {**backup_side, "user": None}
+    assert plan_changes({"/r/f": master_side}, {"/r/f": unnamed}, ["/r/f"]).settle
+
+    target = write(tmp_path / "etc" / "app" / "f", "x")
+    entry = {**base, "uid": 4242, "gid": 4242, "user": "root", "group": "root"}
+    apply_request({"roots": ["/etc/app"], "entries": {"/etc/app/f": entry}}, under=tmp_path)
+    assert (target.stat().st_uid, target.stat().st_gid) == (0, 0)
