@@ -11,7 +11,7 @@ from skutui.ui.launch import UnavailableService
 from skutui.ui.profile import ascii_text, detect_profile
 from skutui.ui.screens import configure, details, dialogs, edit, help, nodes, start, steps
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import build, on_screen, screen_text, shows, steps_done
+from tests.ui.snapshot_apps.common import tap, build, on_screen, screen_text, shows, steps_done
 
 BINDING_OWNERS = [
     SkutuiApp,
@@ -38,14 +38,14 @@ async def test_f1_lists_the_keys_of_the_screen_and_esc_closes_it():
     app = build(FakeClusterService(master=False))
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
-        await pilot.press("f1")
+        await tap(pilot, "f1")
         await on_screen(pilot, "HelpScreen")
         text = screen_text(app)
         assert "n                 Show nodes" in text
         assert "e                 Edit  (not available now)" in text
         assert "F1                Help" in text and "q                 Quit" in text
         assert "Tab / Shift+Tab" in text
-        await pilot.press("escape")
+        await tap(pilot, "escape")
         await on_screen(pilot, "DetailsScreen")
 
 
@@ -53,7 +53,7 @@ async def test_footer_key_names_are_words():
     app = build(FakeClusterService())
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
-        await pilot.press("n")
+        await tap(pilot, "n")
         await on_screen(pilot, "NodesScreen")
         footer = screen_text(app).splitlines()[-1]
         assert "Esc Back" in footer and "F1 Help" in footer and "m Maintenance on/off" in footer
@@ -64,10 +64,10 @@ async def test_a_service_error_is_a_dialog_not_a_traceback():
     app = build(FakeClusterService(errors={"link_names": message}))
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
-        await pilot.press("e")
+        await tap(pilot, "e")
         await on_screen(pilot, "NoticeDialog")
         assert message in screen_text(app)
-        await pilot.press("enter")
+        await tap(pilot, "enter")
         await on_screen(pilot, "DetailsScreen")
 
 
@@ -81,7 +81,7 @@ async def test_an_unexpected_exception_is_one_line_pointing_at_the_log():
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
-        await pilot.press("e")
+        await tap(pilot, "e")
         await on_screen(pilot, "NoticeDialog")
         text = screen_text(app)
         assert "Unexpected error (KeyError: 'eth9')" in text and "Traceback" not in text
@@ -93,7 +93,7 @@ async def test_a_failed_start_says_why_and_r_tries_again():
     async with app.run_test(size=(80, 24)) as pilot:
         await shows(pilot, "cluster.toml line 2: unterminated string")
         service.errors.clear()
-        await pilot.press("r")
+        await tap(pilot, "r")
         await on_screen(pilot, "DetailsScreen")
 
 
@@ -103,12 +103,12 @@ async def test_quit_waits_while_a_change_is_running():
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
         app.busy = True
-        await pilot.press("q")
+        await tap(pilot, "q")
         await on_screen(pilot, "NoticeDialog")
         assert "wait for it to finish" in screen_text(app)
-        await pilot.press("enter")
+        await tap(pilot, "enter")
         app.busy = False
-        await pilot.press("q")
+        await tap(pilot, "q")
         await pilot.pause()
         assert not app.is_running
 
@@ -118,9 +118,9 @@ async def test_a_running_change_cannot_be_left_with_esc():
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
-        await pilot.press("d")
+        await tap(pilot, "d")
         await on_screen(pilot, "ConfirmDialog")
-        await pilot.press("y")
+        await tap(pilot, "y")
         await on_screen(pilot, "StepsScreen")
         assert app.screen.check_action("back", ()) in (None, True)
         assert await steps_done(pilot) == "succeeded"

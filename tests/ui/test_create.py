@@ -7,6 +7,7 @@ from textual.widgets import Input
 
 from tests.fakes import CHECK_NAMES, FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, PREFLIGHT, REMOTE, FakeClusterService
 from tests.ui.snapshot_apps.common import (
+    tap,
     FormValues,
     build,
     fill_create_form,
@@ -23,10 +24,10 @@ def no_cluster(**knobs) -> FakeClusterService:
 
 
 async def apply_and_accept_key(pilot) -> None:
-    await pilot.press("f2")
+    await tap(pilot, "f2")
     await on_screen(pilot, "ConfirmDialog")
     assert HOST_KEY in screen_text(pilot.app)
-    await pilot.press("y")
+    await tap(pilot, "y")
 
 
 async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
@@ -35,7 +36,7 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "ConfigureScreen")
         assert app.focused.id == "local_ip"
-        await pilot.press("down")  # eth0  198.18.0.1/24
+        await tap(pilot, "down")  # eth0  198.18.0.1/24
         await pilot.press("tab", *REMOTE.ip, "enter", *PASSWORD, "enter", *PASSWORD, "enter")
         assert app.focused.id == "floating_ips"
         app.focused.value = FLOATING_IP
@@ -44,7 +45,7 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         await until_erase_question(pilot)
         text = screen_text(app)
         assert "ERASED" in text and REMOTE.ip in text
-        await pilot.press("y")
+        await tap(pilot, "y")
         assert await steps_done(pilot) == "succeeded"
         log = log_text(app)
         for name in CHECK_NAMES:
@@ -56,7 +57,7 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         assert request.floating_ips == (FLOATING_IP,)
         assert request.check_interval == 1.0 and request.failback == "disabled"
         assert request.host_key_fingerprint == HOST_KEY
-        await pilot.press("enter")
+        await tap(pilot, "enter")
         await on_screen(pilot, "DetailsScreen")
         assert len(app.screen_stack) == 2
 
@@ -81,7 +82,7 @@ async def test_invalid_fields_are_marked_inline_and_nothing_is_asked_of_the_peer
         await fill_create_form(
             pilot, FormValues(remote_ip=LOCAL.ip, confirmation="typo", floating_ips="nonsense", check_interval="99")
         )
-        await pilot.press("f2")
+        await tap(pilot, "f2")
         await pilot.pause()
         errors = {f.control.id: str(f.query_one(".field-error").render()) for f in app.screen.query(".field")}
         assert "this node's own address" in errors["remote_ip"]
@@ -96,7 +97,7 @@ async def test_a_local_ip_must_be_chosen():
     app = build(no_cluster())
     async with app.run_test(size=(80, 24)) as pilot:
         await fill_create_form(pilot, local_choice=0)
-        await pilot.press("f2")
+        await tap(pilot, "f2")
         await shows(pilot, "Choose this node's cluster address")
 
 
@@ -114,7 +115,7 @@ async def test_each_failed_preflight_check_is_shown_with_its_hint_and_stops(chec
         assert hint in log
         assert "1 of 7 checks failed" in log
         assert service.called("create") == []
-        await pilot.press("escape")
+        await tap(pilot, "escape")
         await on_screen(pilot, "ConfigureScreen")
         assert app.screen.query_one("#remote_ip", Input).value == REMOTE.ip
 
@@ -139,7 +140,7 @@ async def test_declined_erase_changes_nothing():
         await fill_create_form(pilot)
         await apply_and_accept_key(pilot)
         await until_erase_question(pilot)
-        await pilot.press("n")
+        await tap(pilot, "n")
         assert await steps_done(pilot) == "stopped"
         assert service.called("create") == []
         assert service.config is None
@@ -153,7 +154,7 @@ async def test_enter_on_the_erase_question_means_no():
         await fill_create_form(pilot)
         await apply_and_accept_key(pilot)
         await until_erase_question(pilot)
-        await pilot.press("enter")
+        await tap(pilot, "enter")
         assert await steps_done(pilot) == "stopped"
         assert service.called("create") == []
 
@@ -163,9 +164,9 @@ async def test_rejected_host_key_stops_before_any_login():
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await fill_create_form(pilot)
-        await pilot.press("f2")
+        await tap(pilot, "f2")
         await on_screen(pilot, "ConfirmDialog")
-        await pilot.press("n")
+        await tap(pilot, "n")
         assert await steps_done(pilot) == "stopped"
         assert service.called("preflight") == []
 
@@ -177,9 +178,9 @@ async def test_a_failed_create_says_why_and_goes_back_to_the_form():
         await fill_create_form(pilot)
         await apply_and_accept_key(pilot)
         await until_erase_question(pilot)
-        await pilot.press("y")
+        await tap(pilot, "y")
         assert await steps_done(pilot) == "failed"
         text = screen_text(app)
         assert "Rolling back" in text and "keepalived did not start on node-b" in text
-        await pilot.press("escape")
+        await tap(pilot, "escape")
         await on_screen(pilot, "ConfigureScreen")

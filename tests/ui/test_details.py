@@ -6,7 +6,7 @@ from textual.widgets import Input
 
 from skutui.core.api import EditRequest
 from tests.fakes import FLOATING_IP, FakeClusterService
-from tests.ui.snapshot_apps.common import build, log_text, on_screen, screen_text, shows, steps_done
+from tests.ui.snapshot_apps.common import tap, build, log_text, on_screen, screen_text, shows, steps_done
 
 
 async def test_details_show_the_configured_cluster():
@@ -22,7 +22,7 @@ async def test_details_show_the_configured_cluster():
 
 async def open_edit(pilot) -> None:
     await on_screen(pilot, "DetailsScreen")
-    await pilot.press("e")
+    await tap(pilot, "e")
     await on_screen(pilot, "EditScreen")
 
 
@@ -32,12 +32,12 @@ async def test_edit_applies_what_changed_and_lists_it():
     async with app.run_test(size=(80, 24)) as pilot:
         await open_edit(pilot)
         assert app.focused.id == "failback"
-        await pilot.press("right")  # this node (node-a)
-        await pilot.press("tab")  # tracked interfaces: eth0 (fixed), eth1, eth2
-        await pilot.press("down", "down", "space")  # tick eth2
+        await tap(pilot, "right")  # this node (node-a)
+        await tap(pilot, "tab")  # tracked interfaces: eth0 (fixed), eth1, eth2
+        await tap(pilot, "down", "down", "space")  # tick eth2
         interval = app.screen.query_one("#check_interval", Input)
         interval.value = "2"
-        await pilot.press("f2")
+        await tap(pilot, "f2")
         assert await steps_done(pilot) == "succeeded"
         [(_, request)] = service.called("edit")
         assert request == EditRequest(
@@ -45,7 +45,7 @@ async def test_edit_applies_what_changed_and_lists_it():
         )
         log = log_text(app)
         assert "Changed:" in log and "check interval: 1.0 -> 2.0" in log
-        await pilot.press("enter")
+        await tap(pilot, "enter")
         await on_screen(pilot, "DetailsScreen")
         text = screen_text(app)
         assert "2 s" in text and "node-a (this node) takes the floating IPs back" in text
@@ -56,7 +56,7 @@ async def test_edit_with_no_change_says_nothing_to_be_changed():
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_edit(pilot)
-        await pilot.press("f2")
+        await tap(pilot, "f2")
         assert await steps_done(pilot) == "succeeded"
         assert "Nothing to be changed." in screen_text(app)
         assert service.config.check_interval == 1.0
@@ -68,10 +68,10 @@ async def test_edit_marks_an_invalid_interval_and_applies_nothing():
     async with app.run_test(size=(80, 24)) as pilot:
         await open_edit(pilot)
         app.screen.query_one("#check_interval", Input).value = "fast"
-        await pilot.press("f2")
+        await tap(pilot, "f2")
         await shows(pilot, "is not a number")
         assert service.called("edit") == []
-        await pilot.press("escape")
+        await tap(pilot, "escape")
         await on_screen(pilot, "DetailsScreen")
 
 
@@ -90,22 +90,22 @@ async def test_destroy_asks_naming_both_nodes_then_cancel_changes_nothing_and_ye
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
-        await pilot.press("d")
+        await tap(pilot, "d")
         await on_screen(pilot, "ConfirmDialog")
         body = app.screen.body
         for expected in ("node-a (198.18.0.1)", "node-b (198.18.0.2)", "the cluster configuration",
                          "keepalived and conntrackd configuration", f"floating IPs {FLOATING_IP} are released"):
             assert expected in body
-        await pilot.press("n")
+        await tap(pilot, "n")
         await on_screen(pilot, "DetailsScreen")
         assert service.called("destroy") == []
         assert "Destroy cancelled" in screen_text(app)
-        await pilot.press("d")
+        await tap(pilot, "d")
         await on_screen(pilot, "ConfirmDialog")
-        await pilot.press("y")
+        await tap(pilot, "y")
         assert await steps_done(pilot) == "succeeded"
         assert service.called("destroy") == [("destroy",)]
-        await pilot.press("enter")
+        await tap(pilot, "enter")
         await on_screen(pilot, "ConfigureScreen")
         assert len(app.screen_stack) == 2
 
@@ -118,9 +118,9 @@ async def test_the_backup_is_read_only():
         text = " ".join(screen_text(app).split())
         assert "Read-only: this node is the backup; change the configuration on the master node-b." in text
         assert app.screen.query_one("#edit").disabled and app.screen.query_one("#destroy").disabled
-        await pilot.press("e", "d")
+        await tap(pilot, "e", "d")
         await pilot.pause()
         assert type(app.screen).__name__ == "DetailsScreen"
         assert service.called("destroy") == []
-        await pilot.press("n")
+        await tap(pilot, "n")
         await on_screen(pilot, "NodesScreen")

@@ -6,12 +6,12 @@ from textual.widgets import DataTable
 
 from skutui.core.api import Event
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import build, log_text, on_screen, screen_text, shows, until
+from tests.ui.snapshot_apps.common import tap, build, log_text, on_screen, screen_text, shows, until
 
 
 async def open_nodes(pilot, expect: str = "OK") -> DataTable:
     await on_screen(pilot, "DetailsScreen")
-    await pilot.press("n")
+    await tap(pilot, "n")
     await on_screen(pilot, "NodesScreen")
     await shows(pilot, expect)
     return pilot.app.screen.query_one(DataTable)
@@ -36,20 +36,20 @@ async def test_maintenance_on_the_master_says_who_takes_over_and_calls_the_servi
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         table = await open_nodes(pilot)
-        await pilot.press("m")
+        await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
         assert "node-a will stop serving; the peer node-b will take over the floating IPs" in app.screen.body
-        await pilot.press("y")
+        await tap(pilot, "y")
         await until(pilot, lambda: row(table, "local")[4] == "MAINTENANCE", "the MAINTENANCE status")
         assert service.called("set_maintenance") == [("set_maintenance", "local", True)]
         assert row(table, "remote")[1] == "master"
         assert "node-a is now in maintenance" in screen_text(app)
         assert "orange" in str(table.get_cell("local", "status").style)
 
-        await pilot.press("m")
+        await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
         assert "node-a will rejoin as backup" in app.screen.body
-        await pilot.press("y")
+        await tap(pilot, "y")
         await until(pilot, lambda: row(table, "local")[4] == "OK", "the OK status")
         assert service.called("set_maintenance")[-1] == ("set_maintenance", "local", False)
 
@@ -59,15 +59,15 @@ async def test_maintenance_on_the_backup_row_and_cancel():
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_nodes(pilot)
-        await pilot.press("down", "m")
+        await tap(pilot, "down", "m")
         await on_screen(pilot, "ConfirmDialog")
         assert "node-b will stop standing by; node-a keeps serving" in app.screen.body
-        await pilot.press("escape")
+        await tap(pilot, "escape")
         await on_screen(pilot, "NodesScreen")
         assert service.called("set_maintenance") == []
-        await pilot.press("m")
+        await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
-        await pilot.press("y")
+        await tap(pilot, "y")
         await until(pilot, lambda: service.called("set_maintenance") == [("set_maintenance", "remote", True)])
 
 
@@ -75,7 +75,7 @@ async def test_maintenance_on_the_master_warns_when_the_peer_cannot_take_over():
     app = build(FakeClusterService(peer_reachable=False))
     async with app.run_test(size=(80, 24)) as pilot:
         await open_nodes(pilot, "UNREACHABLE")
-        await pilot.press("m")
+        await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
         assert "nobody will serve the floating IPs" in app.screen.body
 
@@ -84,12 +84,12 @@ async def test_a_refused_maintenance_change_is_one_readable_message():
     app = build(FakeClusterService(errors={"set_maintenance": "The Cluster Interface 'eth0' is not UP"}))
     async with app.run_test(size=(80, 24)) as pilot:
         await open_nodes(pilot)
-        await pilot.press("m")
+        await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
-        await pilot.press("y")
+        await tap(pilot, "y")
         await on_screen(pilot, "NoticeDialog")
         assert "The Cluster Interface 'eth0' is not UP" in screen_text(app)
-        await pilot.press("enter")
+        await tap(pilot, "enter")
         await on_screen(pilot, "NodesScreen")
 
 
@@ -111,30 +111,51 @@ async def test_split_brain_is_called_out():
         assert "SPLIT BRAIN: node-a and node-b are both master" in text
 
 
-async def test_an_event_updates_only_the_changed_cells():
+async def test_an_event_rereads_the_nodes_and_changes_only_what_changed():
     service = FakeClusterService()
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         table = await open_nodes(pilot)
-        updates: list[tuple] = []
-        original = table.update_cell
+        screen = app.screen
+        redraws: list[str] = []
+        original_update, original_rebuild = table.update_cell, screen.rebuild
+        table.update_cell = lambda row_key, column_key, *a, **k: (
+            redraws.append(f"{row_key}.{column_key}"), original_update(row_key, column_key, *a, **k)
+        )
+        screen.rebuild = lambda *a: (redraws.append("table"), original_rebuild(*a))
 
-        def spy(row_key, column_key, value, **kwargs):
-            updates.append((row_key, column_key))
-            return original(row_key, column_key, value, **kwargs)
-
-        table.update_cell = spy
         reads = len(service.called("nodes"))
         service.emit("sync", "remote", "configuration pushed")
         await until(pilot, lambda: len(service.called("nodes")) > reads, "the nodes to be read again")
-        await shows(pilot, "configuration pushed")
-        assert updates == []
+        await shows(pilot, "node-b: configuration pushed")
+        assert redraws == []
 
         service.master = False
         service.queue.put_nowait(Event("role", "remote", "became master"))
         await until(pilot, lambda: row(table, "remote")[1] == "master", "node-b to show as master")
-        assert sorted(updates) == [("local", "message"), ("local", "role"), ("remote", "message"), ("remote", "role")]
+        assert sorted(redraws) == ["local.message", "local.role", "remote.message", "remote.role"]
+        assert row(table, "local")[1:2] + row(table, "local")[5:] == ["backup", "Node online and passive"]
+
+        service.split_brain = True
+        service.emit("role", "local", "became master")
+        await until(pilot, lambda: row(table, "local")[4] == "FAILURE", "split brain to show")
+        assert redraws[-1] == "table"
         assert "node-b: became master" in log_text(app, "#events")
+
+
+async def test_a_quiet_cluster_sends_nothing_to_the_terminal():
+    service = FakeClusterService()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_nodes(pilot)
+        await pilot.pause()
+        written: list[str] = []
+        app._driver.write = written.append
+        reads = len(service.called("nodes"))
+        await tap(pilot, "r")
+        await until(pilot, lambda: len(service.called("nodes")) > reads, "the nodes to be read again")
+        await pilot.pause(0.1)
+        assert written == []
 
 
 async def test_a_lost_event_stream_is_said_and_r_reads_again():
@@ -150,5 +171,5 @@ async def test_a_lost_event_stream_is_said_and_r_reads_again():
         await open_nodes(pilot)
         await shows(pilot, "Live updates stopped")
         reads = len(service.called("nodes"))
-        await pilot.press("r")
+        await tap(pilot, "r")
         await until(pilot, lambda: len(service.called("nodes")) > reads)

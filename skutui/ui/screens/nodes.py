@@ -75,6 +75,7 @@ class NodesScreen(ConsoleScreen):
         super().__init__()
         self.view = view
         self.rows: dict[str, NodeRow] = {}
+        self.widths: dict[str, int] = {}
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="split-brain", classes="problem", markup=False)
@@ -84,9 +85,6 @@ class NodesScreen(ConsoleScreen):
         yield RichLog(id="events", wrap=True, min_width=20, max_lines=RECENT_EVENTS, markup=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
         self.query_one("#split-brain").display = False
         self.say("m turns maintenance on or off for the selected node; the table follows live events.")
         self.read_nodes()
@@ -142,27 +140,46 @@ class NodesScreen(ConsoleScreen):
             "message": text(row.message),
         }
 
+    def column_widths(self, rows: list[NodeRow]) -> dict[str, int]:
+        """Every column as wide as its widest cell or its heading."""
+        cells = [self.cells(row) for row in rows]
+        return {
+            key: max([len(label), *(Text(str(c[key])).cell_len for c in cells)]) for key, label in COLUMNS
+        }
+
     def on_nodes_read(self, message: NodesRead) -> None:
         table = self.query_one(DataTable)
         fresh = {row.node: row for row in message.rows}
-        for key in [key for key in self.rows if key not in fresh]:
-            table.remove_row(key)
-            del self.rows[key]
-        for key, row in fresh.items():
-            old = self.rows.get(key)
-            if old == row:
-                continue
-            cells = self.cells(row)
-            if old is None:
-                table.add_row(*cells.values(), key=key)
-            else:
-                before = self.cells(old)
-                for column, value in cells.items():
+        widths = self.column_widths(message.rows)
+        if widths != self.widths or list(fresh) != list(self.rows):
+            self.rebuild(table, fresh, widths)
+        else:
+            for key, row in fresh.items():
+                old = self.rows[key]
+                if old == row:
+                    continue
+                before, after = self.cells(old), self.cells(row)
+                for column, value in after.items():
                     if value != before[column]:
-                        table.update_cell(key, column, value, update_width=True)
-            self.rows[key] = row
+                        table.update_cell(key, column, value)
+            self.rows = fresh
         self.show_split_brain()
         self.show_selected()
+
+    def rebuild(self, table: DataTable, rows: dict[str, NodeRow], widths: dict[str, int]) -> None:
+        """Draw the table anew with explicit column widths, when a row or a column's width
+        changes. (Textual's own width update after ``update_cell`` can leave a cell drawn
+        at the old width, cut short, when a refresh comes first.)"""
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key, width=widths[key])
+        for key, row in rows.items():
+            table.add_row(*self.cells(row).values(), key=key)
+        if rows:
+            table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
+        self.rows = rows
+        self.widths = widths
 
     def show_split_brain(self) -> None:
         banner = self.query_one("#split-brain", Static)
