@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from textual.widgets import Input
 
 from tests.fakes import CHECK_NAMES, FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, PREFLIGHT, REMOTE, FakeClusterService
@@ -101,19 +100,30 @@ async def test_a_local_ip_must_be_chosen():
         await shows(pilot, "Choose this node's cluster address")
 
 
-@pytest.mark.parametrize("check", CHECK_NAMES)
-async def test_each_failed_preflight_check_is_shown_with_its_hint_and_stops(check):
-    service = no_cluster(preflight_failures=(check,))
+async def test_every_failed_preflight_check_is_listed_with_its_hint():
+    service = no_cluster(preflight_failures=tuple(CHECK_NAMES))
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await fill_create_form(pilot)
         await apply_and_accept_key(pilot)
         assert await steps_done(pilot) == "stopped"
         log = log_text(app)
-        _, _, detail, hint = next(row for row in PREFLIGHT if row[0] == check)
-        assert f"FAIL {check}: {detail}" in log
-        assert hint in log
-        assert "1 of 7 checks failed" in log
+        for name, _, detail, hint in PREFLIGHT:
+            assert f"FAIL {name}: {detail} {hint}" in log
+        assert f"{len(CHECK_NAMES)} of {len(CHECK_NAMES)} checks failed" in log
+        assert service.called("create") == []
+
+
+async def test_one_failed_check_stops_before_the_erase_question_and_keeps_the_form():
+    service = no_cluster(preflight_failures=("Version",))
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fill_create_form(pilot)
+        await apply_and_accept_key(pilot)
+        assert await steps_done(pilot) == "stopped"
+        log = log_text(app)
+        assert "FAIL Version" in log and "PASS Hostnames" in log and "1 of 7 checks failed" in log
+        assert "ERASE" not in screen_text(app)
         assert service.called("create") == []
         await tap(pilot, "escape")
         await on_screen(pilot, "ConfigureScreen")

@@ -32,9 +32,9 @@ async def test_edit_applies_what_changed_and_lists_it():
     async with app.run_test(size=(80, 24)) as pilot:
         await open_edit(pilot)
         assert app.focused.id == "failback"
-        await tap(pilot, "right")  # this node (node-a)
-        await tap(pilot, "tab")  # tracked interfaces: eth0 (fixed), eth1, eth2
-        await tap(pilot, "down", "down", "space")  # tick eth2
+        await tap(pilot, "down")  # this node (node-a)
+        await tap(pilot, "tab")  # tracked interfaces: eth0 (fixed), eth1 highlighted, eth2
+        await tap(pilot, "down", "space")  # tick eth2
         interval = app.screen.query_one("#check_interval", Input)
         interval.value = "2"
         await tap(pilot, "f2")
@@ -75,13 +75,13 @@ async def test_edit_marks_an_invalid_interval_and_applies_nothing():
         await on_screen(pilot, "DetailsScreen")
 
 
-async def test_the_maintenance_link_is_not_offered_for_tracking():
+async def test_loopback_is_not_offered_for_tracking_and_the_cluster_nic_is_fixed():
     app = build(FakeClusterService())
     async with app.run_test(size=(80, 24)) as pilot:
         await open_edit(pilot)
         checklist = app.screen.query_one("#tracked_interfaces")
         values = [checklist.get_option_at_index(i).value for i in range(checklist.option_count)]
-        assert values == ["eth0", "lo", "eth1", "eth2"]
+        assert values == ["eth0", "eth1", "eth2"]
         assert checklist.get_option_at_index(0).disabled
 
 

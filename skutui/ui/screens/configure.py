@@ -76,7 +76,7 @@ class ConfigureScreen(FormScreen):
         )
         yield Field(
             "Failback",
-            Choice(failback_options(text(self.view.hostname), None), FAILBACK_DISABLED, id="failback"),
+            Choice(failback_options(text(self.view.hostname), None), FAILBACK_DISABLED, vertical=True, id="failback"),
         )
         yield ActionButton("Apply", id="apply", disabled=not self.candidates, action="screen.apply")
 

@@ -16,6 +16,10 @@ from skutui.ui.state import ClusterView, failback_options
 from skutui.ui.widgets.fields import ActionButton, Checklist, Choice, Field, TextField
 
 
+LOOPBACK = "lo"
+"""Never offered for tracking: it is always up, so watching it tells keepalived nothing."""
+
+
 class EditScreen(FormScreen):
     SUB_TITLE = "Edit the cluster"
     BINDINGS = [
@@ -28,7 +32,7 @@ class EditScreen(FormScreen):
         assert view.cluster is not None
         self.view = view
         self.cluster = view.cluster
-        self.links = list(links)
+        self.links = [name for name in links if name != LOOPBACK]
 
     def compose_body(self) -> ComposeResult:
         text = self.app.profile.text
@@ -43,6 +47,7 @@ class EditScreen(FormScreen):
             Choice(
                 failback_options(text(self.view.hostname), text(self.view.peer_hostname)),
                 self.view.failback_side(),
+                vertical=True,
                 id="failback",
             ),
         )

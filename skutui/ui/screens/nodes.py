@@ -108,7 +108,10 @@ class NodesScreen(ConsoleScreen):
         self.read_nodes()
 
     def on_cluster_event_arrived(self, message: ClusterEventArrived) -> None:
+        """Events with something to say go to the log; a bare "refresh" only re-reads."""
         event = message.event
+        if not event.message:
+            return
         row = self.rows.get(event.node)
         who = row.hostname if row else event.node
         self.query_one("#events", RichLog).write(self.app.profile.text(f"{who}: {event.message}"))
