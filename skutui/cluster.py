@@ -9,8 +9,10 @@ whole when any step fails or the operator interrupts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -290,19 +292,26 @@ class Lifecycle:
 
 
 class _FileGuard:
-    """Remembers files as they were, to put them back if authentication fails."""
+    """Remembers files as they were, and which of their folders were missing, to put them
+    back if authentication fails: a refused password leaves no trace, not even a folder."""
 
     def __init__(self, paths: list[Path]):
-        self.saved = {p: (p.read_bytes() if p.exists() else None) for p in paths}
+        self.saved = {p: ((p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) if p.exists() else None)
+                      for p in paths}
+        self.missing_dirs = sorted({d for p in paths for d in p.parents if not d.exists()},
+                                   key=lambda d: len(d.parts), reverse=True)
 
     def restore(self) -> None:
         from skutui.core.store import write_bytes_atomic
 
-        for path, content in self.saved.items():
-            if content is None:
+        for path, saved in self.saved.items():
+            if saved is None:
                 path.unlink(missing_ok=True)
-            elif not path.exists() or path.read_bytes() != content:
-                write_bytes_atomic(path, content)
+            elif not path.exists() or path.read_bytes() != saved[0]:
+                write_bytes_atomic(path, *saved)
+        for directory in self.missing_dirs:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if still empty
 
 
 async def _within(awaitable: Awaitable, timeout: float):
