@@ -11,6 +11,7 @@ import base64
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -304,14 +305,16 @@ class LocalNode:
     # --- rollback ------------------------------------------------------------------------
 
     def snapshot(self) -> dict:
-        files = {}
+        files, modes = {}, {}
         for path in self.managed_files():
             try:
                 files[str(path)] = base64.b64encode(path.read_bytes()).decode()
+                modes[str(path)] = stat.S_IMODE(path.stat().st_mode)
             except FileNotFoundError:
                 files[str(path)] = None
         return {
             "files": files,
+            "modes": modes,
             "running": {
                 "keepalived": self.keepalived.running(),
                 "conntrackd": self.conntrackd.running(),
@@ -324,12 +327,15 @@ class LocalNode:
         from skutui.agent import start_agent
 
         self.stop()
+        modes = snapshot.get("modes", {})
         for name, content in snapshot["files"].items():
             path = Path(name)
             if content is None:
                 path.unlink(missing_ok=True)
             else:
-                store.write_bytes_atomic(path, base64.b64decode(content))
+                # The file's own mode: a restored keepalived.conf stays as readable as it was.
+                store.write_bytes_atomic(path, base64.b64decode(content),
+                                         modes.get(name, store.FILE_MODE))
         running = snapshot["running"]
         if running.get("conntrackd"):
             self.conntrackd.start()
