@@ -83,6 +83,11 @@ class RemoteOps:
         try:
             result = await self.peer.run_checked([*NODE_COMMAND, *operation], input=input, timeout=timeout)
         except RemoteCommandFailed as exc:
+            if exc.exit_status == -1 and not self.peer.connected:
+                # No exit status because the connection dropped, not because the step failed.
+                raise RemoteNodeError(
+                    f"{self.name}: lost the SSH connection to {self.peer.host} while "
+                    f"`{exc.command}` ran there; the step may have stopped half-way") from None
             # The peer's skutui already printed an operator message; pass it on as it is.
             detail = (exc.stderr or "").strip().removeprefix("skutui: ")
             raise RemoteNodeError(f"{self.name}: {detail or exc}") from None
