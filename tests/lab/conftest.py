@@ -1,4 +1,5 @@
-"""The real two-node lab, shared by every lab test of the session."""
+"""The real two-node lab, shared by every lab test of the session, and a per-test handle on
+the cluster that lives in it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from skutui.lab import Lab
+from tests.lab.labcluster import LabCluster
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +24,14 @@ def lab() -> Iterator[Lab]:
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture
+def cluster(lab: Lab) -> Iterator[LabCluster]:
+    """Both nodes without any cluster before the test, and again after it."""
+    handle = LabCluster(lab)
+    handle.reset()
+    handle.assert_clean()
+    yield handle
+    handle.reset()
+    handle.assert_clean()

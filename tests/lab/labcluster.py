@@ -1,0 +1,197 @@
+"""Driving skutui inside the lab nodes, and reading from the host what it did there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from skutui.lab import NODES, PASSWORD, Lab
+from skutui.lab.topology import FLOATING_IP, INTERFACE
+
+T = TypeVar("T")
+
+NODE_A, NODE_B = NODES
+A, B = NODE_A.name, NODE_B.name
+VIP = FLOATING_IP.split("/")[0]
+INTERVAL = 0.3
+"""Check interval of the test clusters: short, so elections and failovers take a second."""
+EXEC_TIMEOUT = 60.0
+TREES = ("/etc/skutui", "/etc/keepalived", "/etc/conntrackd", "/root/.ssh")
+"""What a cluster command may change on a node: compared whole before and after."""
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, poll: float = 0.05) -> T:
+    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s (last seen: {value!r})")
+        time.sleep(poll)
+
+
+def file_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """Every entry under ``root`` with its type, mode and content hash (``skip``: relative
+    paths left out with everything under them)."""
+    if not root.exists():
+        return {".": ("missing",)}
+    entries: dict[str, tuple] = {}
+    for directory, dirs, files in os.walk(root):
+        relative = os.path.relpath(directory, root)
+        dirs[:] = sorted(d for d in dirs if os.path.normpath(os.path.join(relative, d)) not in skip)
+        entries[relative + "/"] = ("dir", stat.S_IMODE(os.lstat(directory).st_mode))
+        for name in sorted(files):
+            path = os.path.join(directory, name)
+            key = os.path.normpath(os.path.join(relative, name))
+            if key in skip:
+                continue
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                entries[key] = ("link", os.readlink(path))
+            else:
+                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                entries[key] = ("file", stat.S_IMODE(info.st_mode), digest)
+    return entries
+
+
+class LabCluster:
+    """Drives skutui inside the lab nodes and reads what it did, from the nodes and the host."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+
+    # --- running things in a node -----------------------------------------------------------
+
+    def run(self, node: str, *argv: str, input: str | None = None,
+            timeout: float = EXEC_TIMEOUT, check: bool = False) -> subprocess.CompletedProcess:
+        return self.lab.exec(node, list(argv), input=input, capture_output=True, text=True,
+                             timeout=timeout, check=check)
+
+    def sh(self, node: str, script: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        return self.run(node, "sh", "-c", script, **kwargs)
+
+    def skutui(self, node: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        return self.run(node, "skutui", *args, **kwargs)
+
+    @staticmethod
+    def ip(node: str) -> str:
+        return {A: NODE_A.ip, B: NODE_B.ip}[node]
+
+    @staticmethod
+    def other(node: str) -> str:
+        return B if node == A else A
+
+    def create_args(self, node: str = A, *extra: str, interval: float = INTERVAL) -> list[str]:
+        return ["cluster", "create", "--local-ip", self.ip(node),
+                "--remote-ip", self.ip(self.other(node)), "--password-stdin",
+                "--floating-ip", FLOATING_IP, "--trust-new-host-key", "--yes",
+                "--check-interval", f"{interval:g}", *extra]
+
+    def check_args(self, node: str = A, *extra: str, interval: float = INTERVAL) -> list[str]:
+        args = [a for a in self.create_args(node, *extra, interval=interval) if a != "--yes"]
+        args[1] = "check"
+        return args
+
+    def create(self, *extra: str, node: str = A, password: str = PASSWORD,
+               interval: float = INTERVAL) -> subprocess.CompletedProcess:
+        return self.skutui(node, *self.create_args(node, *extra, interval=interval),
+                           input=password + "\n")
+
+    def created(self, *extra: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        """A cluster made on node-a: a master, b backup, the floating IP on a."""
+        result = self.create(*extra, **kwargs)
+        assert result.returncode == 0, f"create failed:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    # --- what the operator sees ---------------------------------------------------------------
+
+    def nodes(self, node: str) -> dict[str, dict]:
+        """``skutui nodes --json`` run on ``node``, keyed by hostname."""
+        result = self.skutui(node, "nodes", "--json")
+        assert result.returncode == 0, result.stderr
+        return {row["hostname"]: row for row in json.loads(result.stdout)}
+
+    # --- what is really there ---------------------------------------------------------------
+
+    def cidrs(self, node: str) -> list[str]:
+        out = self.run(node, "ip", "-o", "-4", "addr", "show", "dev", INTERFACE, check=True).stdout
+        return [line.split()[3] for line in out.splitlines()]
+
+    def addresses(self, node: str) -> list[str]:
+        return [cidr.split("/")[0] for cidr in self.cidrs(node)]
+
+    def holds_vip(self, node: str) -> bool:
+        return VIP in self.addresses(node)
+
+    def vip_holders(self) -> set[str]:
+        return {node for node in (A, B) if self.holds_vip(node)}
+
+    def processes(self, node: str) -> list[str]:
+        return self.run(node, "ps", "-eo", "args=", check=True).stdout.splitlines()
+
+    def daemons(self, node: str) -> set[str]:
+        """Which of keepalived, conntrackd and the skutui agent run in ``node``."""
+        found = set()
+        for args in self.processes(node):
+            program = os.path.basename(args.split()[0]) if args.split() else ""
+            if program in ("keepalived", "conntrackd"):
+                found.add(program)
+            elif "skutui.agent.run" in args:
+                found.add("agent")
+        return found
+
+    def file(self, node: str, path: str) -> Path:
+        return self.lab.host_path(node, path)
+
+    def read(self, node: str, path: str) -> str:
+        return self.file(node, path).read_text()
+
+    def trees(self, node: str, roots: tuple[str, ...] = TREES,
+              skip: dict[str, tuple[str, ...]] | None = None) -> dict[str, dict]:
+        skip = skip or {}
+        return {root: file_tree(self.file(node, root), skip.get(root, ())) for root in roots}
+
+    def both_trees(self, **kwargs: Any) -> dict[str, dict]:
+        return {node: self.trees(node, **kwargs) for node in (A, B)}
+
+    def agent_log(self, node: str) -> str:
+        path = self.file(node, "/run/skutui/agent.log")
+        return path.read_text() if path.exists() else ""
+
+    # --- a clean slate ----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """No cluster, no skutui keys or pins, no firewall rule, no extra address on either
+        node: every test starts from two freshly installed machines. Both nodes at once:
+        keepalived alone takes a second to stop."""
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(self._reset_node, (A, B)))
+
+    def _reset_node(self, node: str) -> None:
+        erase = self.skutui(node, "node", "erase")
+        assert erase.returncode == 0, f"{node}: node erase failed: {erase.stderr}"
+        for cidr in self.cidrs(node):
+            if cidr.split("/")[0] != self.ip(node):
+                self.run(node, "ip", "addr", "del", cidr, "dev", INTERFACE, check=True)
+        self.sh(node, "nft flush ruleset; hostname " + node +
+                "; find /etc/skutui -mindepth 1 -delete"
+                "; rm -f /root/.ssh/authorized_keys /root/.ssh/known_hosts"
+                "; rm -rf /run/skutui", check=True)
+
+    def assert_clean(self) -> None:
+        for node in (A, B):
+            assert not self.file(node, "/etc/skutui/cluster.toml").exists(), node
+            assert not self.file(node, "/etc/keepalived/keepalived.conf").exists(), node
+            assert not self.file(node, "/etc/conntrackd/conntrackd.conf").exists(), node
+            assert self.daemons(node) == set(), (node, self.processes(node))
+            assert VIP not in self.addresses(node), node
