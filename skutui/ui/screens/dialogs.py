@@ -21,7 +21,7 @@ class ConfirmDialog(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n", "answer(False)", "No", id="confirm.no"),
-        Binding("escape", "answer(False)", "Cancel", id="confirm.cancel"),
+        Binding("escape", "cancel", "Cancel", id="confirm.cancel"),
         Binding("left", "app.focus_previous", "Previous button", show=False, id="confirm.previous"),
         Binding("right", "app.focus_next", "Next button", show=False, id="confirm.next"),
     ]
@@ -54,13 +54,17 @@ class ConfirmDialog(ModalScreen[bool]):
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
 
+    def action_cancel(self) -> None:
+        """Esc is a "no" with a key of its own in the footer."""
+        self.dismiss(False)
+
 
 class NoticeDialog(ModalScreen[None]):
     """A result or an error the operator reads and acknowledges; it does not vanish by itself."""
 
     BINDINGS = [
         Binding("enter", "close", "OK", id="notice.ok"),
-        Binding("escape", "close", "Close", id="notice.close"),
+        Binding("escape", "close", "Close", show=False, id="notice.close"),
     ]
 
     def __init__(self, title: str, lines: list[str] | str, *, error: bool = False):
