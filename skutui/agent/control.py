@@ -146,6 +146,8 @@ class ControlServer:
             await self._conversation(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # the agent is stopping: end this client quietly, its socket closes below
         except Exception:  # noqa: BLE001 - one bad client must not disturb the agent
             log.exception("control socket client failed")
         finally:

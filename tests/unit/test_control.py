@@ -199,7 +199,8 @@ async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path
 
     try:
         await wait_until(lambda: published().get("sync") is True and published().get("peer"))
-        await wait_until(lambda: peer.path(str(cluster)).exists())
+        await wait_until(lambda: peer.path(str(cluster)).exists()  # contents, then metadata
+                         and peer.path(str(cluster)).stat().st_mtime_ns == cluster.stat().st_mtime_ns)
         assert_same(cluster, peer)
         assert published()["role"] == "master" and published()["pid"] == os.getpid()
 

@@ -384,11 +384,13 @@ async def test_the_watcher_pushes_changes_as_they_happen(master: Paths, backup, 
         assert service.running
         write(files[1], "global\n  maxconn 7\n")
         await wait_until(lambda: backup.path(str(files[1])).read_text() == files[1].read_text())
+        await service.flush()  # the metadata step follows the contents
         assert_same(files[1], backup)
         files[2].unlink()
         new = write(root / "new.d" / "z.cfg", "z")
         await wait_until(lambda: backup.path(str(new)).exists()
                          and not backup.path(str(files[2])).exists())
+        await service.flush()
         assert_same(new, backup)
         write(master.local_dir / "maintenance", "1\n")
         await service.flush()
@@ -424,7 +426,10 @@ async def test_changes_made_while_the_backup_is_away_arrive_when_it_returns(
 
         await backup.start(port)  # the same node returns
         assert await link.probe()
-        await wait_until(lambda: not backup.path(str(files[2])).exists())
+        await wait_until(lambda: service.last_reconcile and service.last_error is None
+                         and not backup.path(str(files[2])).exists()
+                         and "while away" in backup.path(str(files[0])).read_text())
+        await service.flush()  # let the reconcile in flight finish its metadata step
         assert_same(files[0], backup)
     finally:
         task.cancel()
