@@ -109,11 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_status)
 
+    from skutui.agent_cli import register as register_agent
     from skutui.cluster_cli import register as register_cluster
     from skutui.lab.cli import register as register_lab
     from skutui.node_cli import register as register_node
 
     register_cluster(commands)
+    register_agent(commands)
     register_node(commands)
     register_lab(commands)
     return parser

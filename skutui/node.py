@@ -273,9 +273,14 @@ class LocalNode:
 
     def erase(self) -> None:
         """Stop and remove this node's cluster configuration (keys and pinned hosts stay)."""
+        from skutui.agent.journal import Journal
+
         self.stop()
         for path in self.managed_files():
             path.unlink(missing_ok=True)
+        # Commands queued for the old peer must not replay onto the next one.
+        if self.paths.journal_dir.exists():
+            Journal(self.paths.journal_dir).discard_pending()
 
     def write_role(self, role: Role) -> None:
         store.write_text_atomic(self.paths.role_file, role.value + "\n")

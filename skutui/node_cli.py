@@ -13,7 +13,6 @@ import sys
 
 from skutui.core import store
 from skutui.core.paths import Paths
-from skutui.daemons import DaemonError
 
 
 def _node():
@@ -74,6 +73,9 @@ def _notify(args) -> int:
     )
     log = logging.getLogger("skutui.agent")
     failed = TRANSITIONS[args.state](_node())
+    from skutui.agent_cli import announce_transition
+
+    announce_transition(Paths.from_env(), args.state, failed)
     log.info("transition to %s%s", args.state, f"; failed: {'; '.join(failed)}" if failed else "")
     return 0
 
@@ -94,6 +96,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     ):
         step = steps.add_parser(name, help=text)
         step.set_defaults(func=func)
+    from skutui.agent_cli import register_node_steps
+
+    register_node_steps(steps)
     maintenance = steps.add_parser("maintenance", help="put this node in or out of maintenance")
     maintenance.add_argument("state", choices=("on", "off"))
     maintenance.set_defaults(func=_maintenance)
@@ -104,5 +109,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     notify.add_argument("state", choices=("master", "backup", "fault"))
     notify.set_defaults(func=_notify)
 
-
-EXPECTED_ERRORS = (store.ConfigError, DaemonError)
