@@ -17,7 +17,8 @@ log = logging.getLogger("skutui.ui")
 
 def describe(error: BaseException) -> str:
     if isinstance(error, ServiceError):
-        return str(error) or "The operation failed without saying why."
+        text = str(error).strip() or "The operation failed without saying why"
+        return text if text.endswith((".", "!", "?")) else f"{text}."
     log.error("unexpected error in the console", exc_info=error)
     detail = str(error).strip()
     name = type(error).__name__

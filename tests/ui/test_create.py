@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input
 
 from tests.fakes import CHECK_NAMES, FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, PREFLIGHT, REMOTE, FakeClusterService
@@ -143,30 +144,20 @@ async def test_wrong_password_is_one_readable_message():
         assert service.called("create") == []
 
 
-async def test_declined_erase_changes_nothing():
+@pytest.mark.parametrize("answer", ["n", "escape", "enter"])
+async def test_anything_but_yes_to_the_erase_question_changes_nothing(answer):
+    """Enter too: the safe answer has the focus."""
     service = no_cluster()
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await fill_create_form(pilot)
         await apply_and_accept_key(pilot)
         await until_erase_question(pilot)
-        await tap(pilot, "n")
+        await tap(pilot, answer)
         assert await steps_done(pilot) == "stopped"
         assert service.called("create") == []
         assert service.config is None
         assert "Erase not confirmed" in screen_text(app)
-
-
-async def test_enter_on_the_erase_question_means_no():
-    service = no_cluster()
-    app = build(service)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await fill_create_form(pilot)
-        await apply_and_accept_key(pilot)
-        await until_erase_question(pilot)
-        await tap(pilot, "enter")
-        assert await steps_done(pilot) == "stopped"
-        assert service.called("create") == []
 
 
 async def test_rejected_host_key_stops_before_any_login():

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
+from skutui.core import validation
 from skutui.ui.errors import describe
+from skutui.ui.forms import FormCheck, comma_list
 from skutui.ui.widgets.fields import Field
 
 
@@ -42,6 +46,16 @@ class ConsoleScreen(Screen):
 class FormScreen(ConsoleScreen):
     """A screen with fields: Enter moves to the next field, problems show under their field."""
 
+    def field_value(self, widget_id: str) -> Any:
+        return self.query_one(f"#{widget_id}").value
+
+    def read_floating_ips(self, check: FormCheck, node_ips: tuple[str, ...]) -> tuple[str, ...] | None:
+        text = self.field_value("floating_ips")
+        return check("floating_ips", lambda: validation.floating_ips(comma_list(text), node_ips))
+
+    def read_check_interval(self, check: FormCheck) -> float | None:
+        return check("check_interval", lambda: validation.check_interval(self.field_value("check_interval")))
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.focus_next()
@@ -55,6 +69,6 @@ class FormScreen(ConsoleScreen):
                 first = field
         if first is not None:
             first.control.focus()
-            self.say("Correct the fields marked below, then apply again.", kind="error")
+            self.say("Correct the fields that have a message under them, then apply again.", kind="error")
         else:
             self.say("")

@@ -16,7 +16,7 @@ from textual.widgets import Static
 from skutui.core import validation
 from skutui.core.api import ClusterService, CreateRequest
 from skutui.core.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
-from skutui.ui.forms import FormCheck, comma_list
+from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
 from skutui.ui.screens.dialogs import ConfirmDialog
 from skutui.ui.screens.steps import StepsScreen
@@ -84,12 +84,7 @@ class ConfigureScreen(FormScreen):
         self.say("Tab moves between fields; F2 or the Apply button starts the checks.")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "apply" and not self.candidates:
-            return None
-        return True
-
-    def field_value(self, widget_id: str):
-        return self.query_one(f"#{widget_id}").value
+        return not (action == "apply" and not self.candidates)
 
     def read_request(self) -> CreateRequest | None:
         """The request the form describes, or None after marking what is wrong."""
@@ -106,10 +101,8 @@ class ConfigureScreen(FormScreen):
             remote = check("remote_ip", lambda: validation.remote_ip(value("remote_ip"), local))
         password = check("password", lambda: validation.passwords(value("password"), value("confirmation")))
         node_ips = tuple(ip for ip in (local, remote) if ip)
-        floating = check(
-            "floating_ips", lambda: validation.floating_ips(comma_list(value("floating_ips")), node_ips)
-        )
-        interval = check("check_interval", lambda: validation.check_interval(value("check_interval")))
+        floating = self.read_floating_ips(check, node_ips)
+        interval = self.read_check_interval(check)
         self.show_errors(check.errors)
         if not check.ok:
             return None

@@ -70,9 +70,7 @@ class DetailsScreen(ConsoleScreen):
             self.say("n shows the nodes, e edits the settings, d destroys the cluster.")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in CONFIGURATION_ACTIONS and self.view.read_only_reason:
-            return None
-        return True
+        return not (action in CONFIGURATION_ACTIONS and self.view.read_only_reason)
 
     def action_nodes(self) -> None:
         from skutui.ui.screens.nodes import NodesScreen

@@ -9,7 +9,7 @@ from textual.widgets.selection_list import Selection
 
 from skutui.core import validation
 from skutui.core.api import EditRequest
-from skutui.ui.forms import FormCheck, comma_list
+from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
 from skutui.ui.screens.steps import StepsScreen
 from skutui.ui.state import ClusterView, failback_options
@@ -70,9 +70,6 @@ class EditScreen(FormScreen):
     def on_mount(self) -> None:
         self.say("Space ticks an interface; F2 or Apply shows what changes; Esc goes back unchanged.")
 
-    def field_value(self, widget_id: str):
-        return self.query_one(f"#{widget_id}").value
-
     def read_request(self) -> EditRequest | None:
         check = FormCheck()
         cluster = self.cluster
@@ -85,11 +82,8 @@ class EditScreen(FormScreen):
             "tracked_interfaces",
             lambda: validation.tracked_interfaces(selected, self.links, cluster.interface),
         )
-        interval = check("check_interval", lambda: validation.check_interval(value("check_interval")))
-        node_ips = tuple(node.ip for node in cluster.nodes)
-        floating = check(
-            "floating_ips", lambda: validation.floating_ips(comma_list(value("floating_ips")), node_ips)
-        )
+        interval = self.read_check_interval(check)
+        floating = self.read_floating_ips(check, tuple(node.ip for node in cluster.nodes))
         self.show_errors(check.errors)
         if not check.ok:
             return None

@@ -112,10 +112,12 @@ class StepsScreen(ConsoleScreen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that cannot be used now are left out of the footer: a dimmed key does not
+        show on every console."""
         if action == "finish":
-            return True if self.outcome == SUCCEEDED else None
+            return self.outcome == SUCCEEDED
         if action == "back":
-            return None if self.outcome == RUNNING else True
+            return self.outcome != RUNNING
         return True
 
     def action_finish(self) -> None:
