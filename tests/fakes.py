@@ -91,6 +91,8 @@ class FakeClusterService:
     """Method name -> the ServiceError message that method raises."""
     edit_changes: list[str] | None = None
     """What edit reports; None means: compare with the configuration, as the real one does."""
+    nodes_delay: float = 0.0
+    """Seconds nodes() takes, as a slow peer makes it."""
     maintenance: set[str] = field(default_factory=set)
     calls: list[tuple] = field(default_factory=list)
     config: ClusterConfig | None = None
@@ -211,6 +213,8 @@ class FakeClusterService:
     async def nodes(self) -> list[NodeRow]:
         self.calls.append(("nodes",))
         self._fail_if_asked("nodes")
+        if self.nodes_delay:
+            await asyncio.sleep(self.nodes_delay)
         local_role = Role.MASTER if self.master else Role.BACKUP
         remote_role = Role.BACKUP if self.master else Role.MASTER
         if "local" in self.maintenance:

@@ -161,6 +161,20 @@ async def test_a_quiet_cluster_sends_nothing_to_the_terminal():
         assert written == []
 
 
+async def test_a_burst_of_events_with_a_slow_peer_still_reaches_the_last_state():
+    service = FakeClusterService(nodes_delay=0.05)
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_nodes(pilot)
+        reads = len(service.called("nodes"))
+        for number in range(20):
+            service.emit("sync", "remote", f"push {number}")
+        service.master = False
+        service.emit("role", "remote", "became master")
+        await until(pilot, lambda: row(table, "remote")[1] == "master", "the last state")
+        assert len(service.called("nodes")) - reads <= 3
+
+
 async def test_a_lost_event_stream_is_said_and_r_reads_again():
     service = FakeClusterService()
 

@@ -76,6 +76,8 @@ class NodesScreen(ConsoleScreen):
         self.view = view
         self.rows: dict[str, NodeRow] = {}
         self.widths: dict[str, int] = {}
+        self.reader: Worker | None = None
+        self.read_again = False
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="split-brain", classes="problem", markup=False)
@@ -87,15 +89,27 @@ class NodesScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.query_one("#split-brain").display = False
         self.say("m turns maintenance on or off for the selected node; the table follows live events.")
-        self.read_nodes()
+        self.request_read()
         self.watch_events()
 
     # Reading -----------------------------------------------------------------------------
 
-    @work(exclusive=True, group="read-nodes", exit_on_error=False)
+    def request_read(self) -> None:
+        """Read the nodes now, or once more after the read under way: a read is never
+        cancelled, so a slow peer cannot starve the table when events come quickly."""
+        if self.reader is not None and self.reader.is_running:
+            self.read_again = True
+        else:
+            self.reader = self.read_nodes()
+
+    @work(group="read-nodes", exit_on_error=False)
     async def read_nodes(self) -> None:
-        rows = await self.app.service.nodes()
-        self.post_message(NodesRead(rows))
+        while True:
+            self.read_again = False
+            rows = await self.app.service.nodes()
+            self.post_message(NodesRead(rows))
+            if not self.read_again:
+                return
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def watch_events(self) -> None:
@@ -105,7 +119,7 @@ class NodesScreen(ConsoleScreen):
         self.post_message(EventsStopped("the event stream ended"))
 
     def on_nodes_stale(self, message: NodesStale) -> None:
-        self.read_nodes()
+        self.request_read()
 
     def on_cluster_event_arrived(self, message: ClusterEventArrived) -> None:
         """Events with something to say go to the log; a bare "refresh" only re-reads."""
@@ -120,6 +134,8 @@ class NodesScreen(ConsoleScreen):
         self.say(f"Live updates stopped ({message.reason}); press r to read the nodes again.", kind="warning")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "read-nodes" and event.state == WorkerState.SUCCESS and self.read_again:
+            self.request_read()
         if event.state != WorkerState.ERROR:
             return
         if event.worker.group == "events":
@@ -215,7 +231,7 @@ class NodesScreen(ConsoleScreen):
     # Actions -----------------------------------------------------------------------------
 
     def action_refresh(self) -> None:
-        self.read_nodes()
+        self.request_read()
         if not any(w.group == "events" and w.is_running for w in self.workers):
             self.watch_events()
 
@@ -251,4 +267,4 @@ class NodesScreen(ConsoleScreen):
             self.say(f"{row.hostname} is unchanged.", kind="error")
             raise
         self.say(message, kind="success")
-        self.read_nodes()
+        self.request_read()
