@@ -14,7 +14,7 @@ import posixpath
 import secrets
 import shlex
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +287,19 @@ class PeerConnection:
         status = completed.exit_status
         return CommandResult(line, -1 if status is None else status,
                              _text(completed.stdout), _text(completed.stderr))
+
+    async def stream_lines(self, command: Command) -> AsyncIterator[str]:
+        """Lines of a long-running command's output as they arrive (the peer's event stream);
+        ends when the command does. The session closes when the caller stops iterating."""
+        line = command_line(command)
+        with self._transport_errors(f"running `{line}`"):
+            process = await self._open_session(
+                lambda conn: conn.create_process(line, stdin=asyncssh.DEVNULL))
+        try:
+            async for text in process.stdout:
+                yield text
+        finally:
+            process.close()
 
     async def run_checked(self, command: Command, *, input: str | bytes | None = None,
                           timeout: float | None = None) -> CommandResult:
