@@ -23,7 +23,7 @@ from skutui.core.digest import NodeFacts as DigestFacts
 from skutui.core.digest import digest
 from skutui.core.model import FAILBACK_DISABLED, ClusterConfig, Node, Role, Status
 from skutui.core.paths import Paths
-from skutui.core.render import format_seconds
+from skutui.core.render import format_seconds, vrrp_priority
 from skutui.node import LocalNode, NodeFacts
 from skutui.remote import LocalOps, NodeOps, RemoteOps
 
@@ -32,6 +32,9 @@ CLOCK_SKEW_MAX = 5.0
 ELECTION_MARGIN = 5.0
 """Seconds allowed beyond keepalived's own 3 x advert interval for a node to settle."""
 STATUS_TIMEOUT_MIN = 2.0
+NOTIFY_MARGIN = 1.0
+"""Seconds from a keepalived transition until its notify hook (a Python process) has
+written the role file."""
 
 
 def no_progress(line: str) -> None:
@@ -194,6 +197,16 @@ class Lifecycle:
             await remote.start()
             expected = Role.MASTER if failback == remote.name else Role.BACKUP
             await _wait_role(remote, expected, interval, progress)
+            local_expected = Role.BACKUP if expected is Role.MASTER else Role.MASTER
+            await _wait_role(self.local, local_expected, interval,
+                             progress if local_expected is Role.BACKUP else no_progress)
+            # The peer starts as backup whatever it hears: only a whole master-down interval
+            # without turning master shows that it hears this node's adverts.
+            hold = _master_down(config, remote.name) + NOTIFY_MARGIN
+            progress(f"Checking for {format_seconds(hold)} s that {remote.name} hears "
+                     f"{self.local.name}")
+            await _hold_roles([(self.local, local_expected), (remote, expected)], hold,
+                              interval, (local.address, remote_ip))
 
         await _transaction([self.local, remote], steps, progress)
         progress(f"Cluster created: {self.local.name} and {remote.name}")
@@ -364,6 +377,37 @@ async def _wait_role(node: NodeOps, role: Role, interval: float, progress: Progr
             return
         if asyncio.get_running_loop().time() > deadline:
             raise ServiceError(f"{node.name} did not become {role.value} (it is {facts.role.value})")
+        await asyncio.sleep(min(interval, 0.2))
+
+
+def _master_down(config: ClusterConfig, hostname: str) -> float:
+    """keepalived's Master_Down_Interval for ``hostname``: after this long without an advert,
+    a backup makes itself master (RFC 5798: 3 adverts plus a skew from its priority)."""
+    skew = (256 - vrrp_priority(config, hostname)) / 256
+    return (3 + skew) * config.check_interval
+
+
+async def _hold_roles(expected: list[tuple[NodeOps, Role]], seconds: float, interval: float,
+                      addresses: tuple[str, str]) -> None:
+    """Every node keeps its expected role for ``seconds``; a change is the create's failure."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        seen = [(node, role, (await node.facts()).role) for node, role in expected]
+        wrong = [(node, role, actual) for node, role, actual in seen if actual is not role]
+        for node, role, actual in wrong:
+            if actual is Role.MASTER:
+                raise ServiceError(
+                    f"{node.name} made itself master instead of staying {role.value}: it does "
+                    "not hear the other node's VRRP adverts, so both would hold the floating "
+                    f"IPs (split brain); let IP protocol 112 (VRRP) pass between {addresses[0]} "
+                    f"and {addresses[1]} in both directions")
+        if wrong:
+            node, role, actual = wrong[0]
+            raise ServiceError(f"{node.name} turned {actual.value} instead of staying "
+                               f"{role.value} while the cluster settled")
+        if loop.time() > deadline:
+            return
         await asyncio.sleep(min(interval, 0.2))
 
 

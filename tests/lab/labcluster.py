@@ -21,7 +21,7 @@ T = TypeVar("T")
 NODE_A, NODE_B = NODES
 A, B = NODE_A.name, NODE_B.name
 VIP = FLOATING_IP.split("/")[0]
-INTERVAL = 0.3
+INTERVAL = 0.2
 """Check interval of the test clusters: short, so elections and failovers take a second."""
 EXEC_TIMEOUT = 60.0
 TREES = ("/etc/skutui", "/etc/keepalived", "/etc/conntrackd", "/root/.ssh")
@@ -62,6 +62,18 @@ def file_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
                 digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
                 entries[key] = ("file", stat.S_IMODE(info.st_mode), digest)
     return entries
+
+
+def tree_changes(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """What differs between two ``both_trees``/``trees`` results, one line per entry."""
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) or isinstance(new, dict):
+            changes += tree_changes(old or {}, new or {}, f"{prefix}{key} ")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {old or 'absent'} -> {new or 'absent'}")
+    return changes
 
 
 class LabCluster:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncssh
@@ -25,7 +26,8 @@ import pytest
 from skutui.lab import PASSWORD
 from skutui.lab.topology import FLOATING_IP
 
-from tests.lab.labcluster import A, B, INTERVAL, NODE_A, NODE_B, VIP, LabCluster, wait_for
+from tests.lab.labcluster import (A, B, INTERVAL, NODE_A, NODE_B, VIP, LabCluster, tree_changes,
+                                  wait_for)
 
 pytestmark = pytest.mark.lab
 
@@ -66,8 +68,9 @@ def assert_no_traceback(result: subprocess.CompletedProcess) -> None:
 def assert_roles(cluster: LabCluster, master: str) -> None:
     """Both nodes' tables agree: ``master`` is master, the other is a healthy backup."""
     backup = cluster.other(master)
-    for seen_from in (A, B):
-        rows = cluster.nodes(seen_from)
+    with ThreadPoolExecutor(2) as pool:
+        tables = dict(zip((A, B), pool.map(cluster.nodes, (A, B))))
+    for seen_from, rows in tables.items():
         assert set(rows) == {A, B}
         assert {rows[n]["node"] for n in rows} == {"local", "remote"}
         assert rows[seen_from]["node"] == "local"
@@ -325,7 +328,7 @@ def test_wrong_password_fails_clearly_and_changes_nothing(cluster: LabCluster) -
     assert check.returncode == 1
     assert "[FAIL] Peer reachable and authenticated" in check.stdout
 
-    assert cluster.both_trees() == before
+    assert tree_changes(before, cluster.both_trees()) == []
     for node in (A, B):
         assert cluster.daemons(node) == set()
     assert cluster.vip_holders() == set()
@@ -361,7 +364,7 @@ def test_changed_host_key_of_b_is_refused_and_changes_nothing(cluster: LabCluste
             assert_no_traceback(refused)
             assert "host key of 198.18.0.2 has changed" in refused.stderr
             assert pinned in refused.stderr and new in refused.stderr
-        assert cluster.both_trees(skip=RUNTIME) == before
+        assert tree_changes(before, cluster.both_trees(skip=RUNTIME)) == []
         assert cluster.vip_holders() == {A}
         assert f"advert_int {INTERVAL:g}" in cluster.read(B, "/etc/keepalived/keepalived.conf")
 
@@ -374,7 +377,7 @@ def test_changed_host_key_of_b_is_refused_and_changes_nothing(cluster: LabCluste
         assert again.returncode == 1
         assert "host key of 198.18.0.2 has changed" in again.stderr
         assert_no_traceback(again)
-        assert cluster.both_trees() == before
+        assert tree_changes(before, cluster.both_trees()) == []
         assert cluster.daemons(A) == cluster.daemons(B) == set()
     finally:
         for path, (content, mode) in saved.items():
@@ -456,11 +459,31 @@ def test_connection_cut_during_create_rolls_both_nodes_back(cluster: LabCluster,
     assert "Rolling back node-b" in output and "Rolling back node-a" in output
 
     for node in (A, B):
-        assert cluster.trees(node, areas, skip) == before[node], node
+        assert tree_changes(before[node], cluster.trees(node, areas, skip)) == [], node
         assert cluster.daemons(node) == running_before[node], node
         for name in ("role", "maintenance"):
             assert not cluster.file(node, f"/etc/skutui/local/{name}").exists(), (node, name)
     assert cluster.read(B, "/etc/keepalived/keepalived.conf") == "# node-b's own keepalived\n"
+    assert cluster.vip_holders() == set()
+
+
+def test_create_fails_and_rolls_back_when_b_cannot_hear_a(cluster: LabCluster) -> None:
+    """A firewall on node-b drops VRRP: node-b would make itself master too (split brain),
+    so create must not report success."""
+    cluster.run(B, "nft", "-f", "-", check=True, input=(
+        "add table inet skutui_test_vrrp\n"
+        "add chain inet skutui_test_vrrp input { type filter hook input priority 0 ; }\n"
+        "add rule inet skutui_test_vrrp input ip protocol vrrp drop\n"))
+    result = cluster.create()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "node-b made itself master" in result.stderr, result.stderr
+    assert "split brain" in result.stderr and "IP protocol 112 (VRRP)" in result.stderr
+    assert "both nodes were rolled back as they were" in result.stderr
+    for node in (A, B):
+        assert cluster.daemons(node) == set(), node
+        for path in MANAGED:
+            assert not cluster.file(node, path).exists(), (node, path)
     assert cluster.vip_holders() == set()
 
 
@@ -505,7 +528,7 @@ def test_edit_on_the_backup_is_refused_naming_the_master(cluster: LabCluster) ->
     assert_no_traceback(result)
     assert "not the master" in result.stderr
     assert "node-a" in result.stderr and NODE_A.ip in result.stderr
-    assert cluster.both_trees(skip=RUNTIME) == before
+    assert tree_changes(before, cluster.both_trees(skip=RUNTIME)) == []
     assert cluster.vip_holders() == {A}
 
 
@@ -516,6 +539,12 @@ def test_edit_check_interval_reloads_both_without_dropping_the_floating_ip(
         cluster: LabCluster) -> None:
     cluster.created()
     new = 0.8
+    """Longer than the old master-down interval (3.6 x 0.2 s): a backup still timing the
+    master at the old interval would take over."""
+    # The notify hooks of the start log once their conntrackd steps are done.
+    for node, role in ((A, "master"), (B, "backup")):
+        wait_for(lambda: f"transition to {role}" in (transitions(cluster, node) or [""])[-1],
+                 5, f"{node} logged its transition to {role}")
     pids = {n: keepalived_pids(cluster, n) for n in (A, B)}
     roles = {n: cluster.read(n, "/etc/skutui/local/role") for n in (A, B)}
     notified = {n: transitions(cluster, n) for n in (A, B)}
