@@ -354,6 +354,12 @@ async def _transaction(nodes: list[NodeOps], steps: Callable[[], Awaitable[None]
 
 async def _roll_back(nodes: list[NodeOps], snapshots: list[dict], progress: Progress) -> list[str]:
     problems = []
+    # Stop both first: a half-started agent must not sync files onto a node already restored.
+    for node in nodes:
+        try:
+            await asyncio.shield(node.stop())
+        except Exception:  # noqa: BLE001 - restore() below stops again and reports
+            pass
     for node, snapshot in zip(reversed(nodes), reversed(snapshots)):
         progress(f"Rolling back {node.name}")
         for attempt in range(3):
