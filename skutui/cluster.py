@@ -298,6 +298,11 @@ class Lifecycle:
         rows = [_row("local", me, local_facts, True, remote_role)]
         rows.append(_row("remote", peer, remote_facts if remote_reachable else None,
                          remote_reachable, local_facts.role))
+        from skutui.peer import HostKeyChanged
+
+        if isinstance(remote_facts, HostKeyChanged):
+            rows[-1] = dataclasses.replace(
+                rows[-1], message=f"{rows[-1].message}: its SSH host key changed; nothing is sent until it is re-pinned")
         return rows
 
 
