@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from functools import wraps
 
-from skutui.lab.lab import Lab, check_advert
 from skutui.lab.system import LabError
 from skutui.lab.topology import (
     BRIDGE,
@@ -61,6 +60,8 @@ def _guarded(func: Command) -> Command:
 
 
 def _advert(text: str) -> float:
+    from skutui.lab.lab import check_advert
+
     try:
         return check_advert(float(text))
     except ValueError:
@@ -80,6 +81,8 @@ def _seconds(value: float) -> str:
 
 @_guarded
 def cmd_up(args: argparse.Namespace) -> int:
+    from skutui.lab.lab import Lab
+
     lab = Lab()
     started = time.monotonic()
     built = lab.up(advert=args.advert)
@@ -97,6 +100,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_down(args: argparse.Namespace) -> int:
+    from skutui.lab.lab import Lab
+
     started = time.monotonic()
     if Lab().down():
         print(f"lab down in {time.monotonic() - started:.2f} s")
@@ -107,6 +112,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_status(args: argparse.Namespace) -> int:
+    from skutui.lab.lab import Lab
+
     status = Lab().status()
     if args.json:
         _print_json({"up": status.up, "advert": status.advert, "bridge": status.bridge,
@@ -126,6 +133,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_exec(args: argparse.Namespace) -> int:
+    from skutui.lab.lab import Lab
+
     argv = list(args.command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
@@ -145,6 +154,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_info(args: argparse.Namespace) -> int:
+    from skutui.lab.lab import Lab
+
     info = Lab().info()
     if args.json:
         _print_json(info)
