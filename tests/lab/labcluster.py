@@ -7,9 +7,11 @@ import json
 import os
 import stat
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +28,12 @@ INTERVAL = 0.2
 EXEC_TIMEOUT = 60.0
 TREES = ("/etc/skutui", "/etc/keepalived", "/etc/conntrackd", "/root/.ssh")
 """What a cluster command may change on a node: compared whole before and after."""
+UNREACHABLE_TABLE = "skutui_test_unreachable"
+UNREACHABLE_RULES = (
+    f"add table inet {UNREACHABLE_TABLE}\n"
+    f"add chain inet {UNREACHABLE_TABLE} input {{ type filter hook input priority 0 ; }}\n"
+    f"add rule inet {UNREACHABLE_TABLE} input tcp dport 22 reject with tcp reset\n")
+"""sshd refuses every new connection at once (a reset, so nothing waits for a timeout)."""
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, poll: float = 0.05) -> T:
@@ -176,9 +184,29 @@ class LabCluster:
     def both_trees(self, **kwargs: Any) -> dict[str, dict]:
         return {node: self.trees(node, **kwargs) for node in (A, B)}
 
+    def agent_state(self, node: str) -> dict:
+        """The running agent's own account (``skutui events --state --json``)."""
+        result = self.skutui(node, "events", "--state", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
     def agent_log(self, node: str) -> str:
         path = self.file(node, "/run/skutui/agent.log")
         return path.read_text() if path.exists() else ""
+
+    # --- faults ---------------------------------------------------------------------------
+
+    @contextmanager
+    def unreachable(self, node: str) -> Iterator[None]:
+        """``node`` cannot be reached over SSH: its sshd refuses new connections and the
+        sessions open to it (the peer's kept connection among them) are cut. Undone on
+        leaving, by the table's name."""
+        self.run(node, "nft", "-f", "-", input=UNREACHABLE_RULES, check=True)
+        try:
+            self.run(node, "pkill", "-f", "sshd: root")
+            yield
+        finally:
+            self.run(node, "nft", "delete", "table", "inet", UNREACHABLE_TABLE, check=True)
 
     # --- a clean slate ----------------------------------------------------------------------
 
@@ -207,3 +235,46 @@ class LabCluster:
             assert not self.file(node, "/etc/conntrackd/conntrackd.conf").exists(), node
             assert self.daemons(node) == set(), (node, self.processes(node))
             assert VIP not in self.addresses(node), node
+
+
+class EventStream:
+    """``skutui events --json`` running in a node, every line read as it arrives with the
+    moment it arrived; stopped by its PID inside the node."""
+
+    def __init__(self, cluster: LabCluster, node: str):
+        self.cluster, self.node = cluster, node
+        self.events: list[tuple[float, dict]] = []
+        self.proc = subprocess.Popen(
+            cluster.lab.command(node, ["sh", "-c", "echo $$; exec skutui events --json "
+                                                   "--recent 1"]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=cluster.lab.environment())
+        self.pid = int(self.proc.stdout.readline())
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        # The agent's latest event comes first: proof that the stream is subscribed.
+        wait_for(lambda: self.events, 10, f"the event stream on {node} starts", poll=0.01)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.events.append((time.monotonic(), json.loads(line)))
+
+    def since(self, moment: float, kind: str | None = None) -> list[tuple[float, dict]]:
+        return [(at, event) for at, event in list(self.events)
+                if at >= moment and (kind is None or event["kind"] == kind)]
+
+    def wait(self, moment: float, match: Callable[[dict], bool], timeout: float,
+             what: str) -> tuple[float, dict]:
+        """The first event after ``moment`` that ``match`` accepts, and when it arrived."""
+        found = wait_for(lambda: next((item for item in self.since(moment) if match(item[1])),
+                                      None), timeout, f"{self.node}: {what}", poll=0.01)
+        return found
+
+    def stop(self) -> None:
+        self.cluster.run(self.node, "kill", str(self.pid))
+        try:
+            self.proc.wait(timeout=10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.reader.join(timeout=10)

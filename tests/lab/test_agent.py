@@ -1,0 +1,489 @@
+"""The node agent on two real nodes: connection state kept across a takeover, the
+configuration sync, command replication, the event stream and the node table it feeds.
+
+Each test starts from two nodes without any cluster (the ``cluster`` fixture) and checks
+both what the operator reads (``skutui events``, ``skutui nodes``, messages) and what is
+really there (files byte for byte with mode and mtime, the lines replayed commands wrote,
+kernel connection-tracking entries, packet counters). Measured times are printed
+(``pytest -s`` or ``-rP`` shows them); only generous bounds are asserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.backend import Backend, EchoClient, LoadBalancer, wait_vip_moved
+from tests.lab.labcluster import A, B, INTERVAL, VIP, EventStream, LabCluster, wait_for
+
+pytestmark = pytest.mark.lab
+
+ELECTION = 3 * INTERVAL + 2.0
+"""Bound on a takeover: keepalived's 3 adverts plus room for a loaded machine."""
+PEER_RETURN = 10.0
+"""Bound on noticing a returned peer (probed every 2 s) and catching it up."""
+
+
+def measured(what: str, seconds: float) -> None:
+    print(f"MEASURED {what}: {seconds * 1000:.0f} ms")
+
+
+def kill_keepalived(cluster: LabCluster, node: str) -> None:
+    """keepalived dies without a word. Both of its processes are stopped first: killed one
+    after the other, the VRRP child may outlive its parent long enough to be told to stop,
+    and then it says goodbye (a priority-0 advert) and the peer takes over at once."""
+    cluster.run(node, "pkill", "-STOP", "-x", "keepalived", check=True)
+    cluster.run(node, "pkill", "-KILL", "-x", "keepalived", check=True)
+
+
+# --- 1. takeover keeps a live TCP connection ------------------------------------------------
+
+
+@pytest.fixture
+def balanced(cluster: LabCluster) -> Iterator[tuple[LabCluster, LoadBalancer]]:
+    """A backend behind the floating IP and the load balancer's rules on both nodes, set
+    up before the cluster so that connection tracking runs from the first packet (an SSH
+    connection picked up mid-stream would count as unknown and be dropped)."""
+    backend, balancer = Backend(), LoadBalancer(cluster)
+    try:
+        backend.start()
+        for node in (A, B):
+            balancer.install(node)
+        cluster.created()
+        yield cluster, balancer
+    finally:
+        balancer.remove()
+        backend.stop()
+
+
+def test_takeover_keeps_a_live_tcp_connection(balanced) -> None:
+    cluster, balancer = balanced
+    client = EchoClient()
+    replies: list[float] = []
+    failure: list[BaseException] = []
+    stop = threading.Event()
+    try:
+        assert client.echo(timeout=2) < 1
+        assert balancer.tracked(A, client.port), "node-a tracks the connection"
+        # node-a's conntrackd sent the connection to node-b, which keeps it aside.
+        wait_for(lambda: f"sport={client.port}" in cluster.run(
+            B, "conntrackd", "-C", "/etc/conntrackd/conntrackd.conf", "-e").stdout,
+            5, "node-b's conntrackd holds node-a's connection in its external cache")
+        assert balancer.tracked(B, client.port) == [], "not in node-b's kernel yet"
+
+        def traffic() -> None:
+            try:
+                while not stop.is_set():
+                    client.echo(timeout=10)
+                    replies.append(time.monotonic())
+                    time.sleep(0.02)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test below
+                failure.append(exc)
+
+        sender = threading.Thread(target=traffic, daemon=True)
+        sender.start()
+        wait_for(lambda: len(replies) >= 5, 5, "echoes before the failover")
+        assert cluster.vip_holders() == {A}
+        kill_keepalived(cluster, A)
+        killed = time.monotonic()
+        wait_vip_moved(cluster, B, ELECTION)
+        moved = time.monotonic()
+        # Only node-b can carry the connection from here on: keep talking for a while.
+        wait_for(lambda: len([t for t in replies if t > moved]) >= 10 or failure, 15,
+                 "echoes after node-b took over")
+        stop.set()
+        sender.join(timeout=15)
+        entries = balancer.tracked(B, client.port)  # before the client closes it
+    finally:
+        stop.set()
+        client.close()
+    assert failure == [], f"the connection broke: {failure!r}"
+    after = [t for t in replies if t > moved]
+    assert len(after) >= 10, "the same connection kept echoing after the takeover"
+    gap = max(b - a for a, b in zip(replies, replies[1:]))
+    measured("takeover (keepalived killed until node-b holds the floating IP)", moved - killed)
+    measured("longest gap between two echoes on the connection", gap)
+    assert gap < 10
+
+    # The data: node-b's kernel now holds the connection (committed from conntrackd),
+    # with the same NAT as node-a's, and node-b forwarded the echoes as a known connection.
+    assert len(entries) == 1 and "ESTABLISHED" in entries[0], entries
+    assert f"src=198.18.0.10 dst={VIP} sport=7777 dport={client.port}" in entries[0], entries
+    assert balancer.counter(B, "known") > 0
+    assert balancer.counter(B, "opened") == 0, "node-b never saw a new connection"
+    # What the operator sees: node-b master and healthy, its takeover logged.
+    rows = cluster.nodes(B)
+    assert (rows[B]["role"], rows[B]["status"]) == ("master", "ok"), rows[B]
+    notes = [line for line in cluster.agent_log(B).splitlines() if "transition to master" in line]
+    assert notes and "failed" not in notes[-1], notes
+
+
+def test_without_the_connection_state_the_connection_dies(balanced) -> None:
+    """The same takeover with node-b's conntrackd stopped: node-b's firewall does not know
+    the connection and drops it. This is what the test above would see without the sync."""
+    cluster, balancer = balanced
+    cluster.run(B, "pkill", "-x", "conntrackd", check=True)
+    wait_for(lambda: "conntrackd" not in cluster.daemons(B), 5, "node-b's conntrackd stops")
+    client = EchoClient()
+    try:
+        assert client.echo(timeout=2) < 1
+        kill_keepalived(cluster, A)
+        wait_vip_moved(cluster, B, ELECTION)
+        with pytest.raises(TimeoutError):
+            client.echo(timeout=3)
+    finally:
+        client.close()
+    assert balancer.tracked(B, client.port) == []
+    assert balancer.counter(B, "unknown") > 0, "node-b dropped the connection's packets"
+    assert balancer.counter(B, "known") == 0
+    notes = [line for line in cluster.agent_log(B).splitlines() if "transition to master" in line]
+    assert notes and "conntrackd -c" in notes[-1], "the failed commit is logged"
+
+
+# --- 3. configuration sync ------------------------------------------------------------------
+
+
+HAPROXY = "/etc/skutui/haproxy/haproxy.cfg"
+MTIME_NS = 1_614_834_367_123_456_789
+"""2021-03-04 05:06:07.123456789 UTC: nothing a fresh write would give by chance."""
+
+
+def entry(cluster: LabCluster, node: str, path: str) -> tuple | None:
+    """Content hash, mode, owner and mtime of a file in ``node``; None when it is absent."""
+    target = cluster.file(node, path)
+    try:
+        info = target.lstat()
+        content = target.read_bytes()
+    except FileNotFoundError:
+        return None
+    return (hashlib.sha256(content).hexdigest(), stat.S_IMODE(info.st_mode), info.st_uid,
+            info.st_gid, info.st_mtime_ns)
+
+
+def write(cluster: LabCluster, node: str, path: str, data: bytes, mode: int = 0o644,
+          mtime_ns: int | None = None) -> None:
+    """Write a file in a node as an editor would: in place, then its mode and mtime."""
+    target = cluster.file(node, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    target.chmod(mode)
+    if mtime_ns is not None:
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+
+
+def same_on_b(cluster: LabCluster, path: str) -> bool:
+    here = entry(cluster, A, path)
+    return here is not None and entry(cluster, B, path) == here
+
+
+def synced(cluster: LabCluster, path: str, timeout: float = 5) -> None:
+    wait_for(lambda: same_on_b(cluster, path), timeout,
+             f"{path} on node-b as on node-a (content, mode, owner, mtime)", poll=0.01)
+
+
+def test_sync_pushes_contents_mode_and_mtime_and_deletes(cluster: LabCluster) -> None:
+    cluster.created()
+    wait_for(lambda: cluster.agent_state(A)["sync"], 5, "node-a's sync watcher runs")
+    state = cluster.agent_state(B)
+    assert state["role"] == "backup" and state["sync"] is False, "a backup runs no sync"
+    events = EventStream(cluster, A)
+    try:
+        data = b"global\n    maxconn 4096\n" + secrets.token_bytes(300)
+        started = time.monotonic()
+        write(cluster, A, HAPROXY, data, 0o640, MTIME_NS)
+        synced(cluster, HAPROXY)
+        measured("sync of one file (write on node-a until equal on node-b)",
+                 time.monotonic() - started)
+        copy = cluster.file(B, HAPROXY)
+        assert copy.read_bytes() == data
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o640
+        assert copy.stat().st_mtime_ns == MTIME_NS
+        assert stat.S_IMODE(copy.parent.stat().st_mode) == stat.S_IMODE(
+            cluster.file(A, HAPROXY).parent.stat().st_mode)
+        pushed = events.wait(started, lambda e: e["kind"] == "sync"
+                             and HAPROXY in e["data"].get("written", []), 5,
+                             "a sync event names the pushed file")[1]
+        assert "pushed to node-b" in pushed["message"] and HAPROXY in pushed["message"]
+
+        # Never synced: this node's own folder, and anything written on the backup.
+        write(cluster, A, "/etc/skutui/local/only-on-a", b"mine\n")
+        write(cluster, B, "/etc/skutui/written-on-b.cfg", b"the backup's own\n")
+        barrier = "/etc/skutui/haproxy/after.cfg"
+        write(cluster, A, barrier, b"pushed after the others\n")
+        synced(cluster, barrier)
+        time.sleep(3 * 0.2)  # three debounce periods more for anything still on its way
+        assert not cluster.file(B, "/etc/skutui/local/only-on-a").exists()
+        assert not cluster.file(A, "/etc/skutui/written-on-b.cfg").exists(), \
+            "the backup never pushes"
+        assert cluster.read(B, "/etc/skutui/local/role").strip() == "backup"
+        assert cluster.read(A, "/etc/skutui/local/role").strip() == "master"
+
+        deleted_at = time.monotonic()
+        cluster.file(A, HAPROXY).unlink()
+        wait_for(lambda: not cluster.file(B, HAPROXY).exists(), 5,
+                 "the delete reaches node-b", poll=0.01)
+        measured("sync of one delete", time.monotonic() - deleted_at)
+        gone = events.wait(deleted_at, lambda e: e["kind"] == "sync"
+                           and HAPROXY in e["data"].get("deleted", []), 5,
+                           "a sync event names the deleted file")[1]
+        assert "1 deleted" in gone["message"]
+        assert cluster.file(B, barrier).exists(), "only the deleted file went"
+        errors = [e for _, e in events.since(started) if e["level"] == "error"]
+        assert errors == []
+    finally:
+        events.stop()
+
+
+def test_a_change_made_while_b_is_away_arrives_when_b_returns(cluster: LabCluster) -> None:
+    cluster.created()
+    write(cluster, A, HAPROXY, b"version 1\n", 0o640, MTIME_NS)
+    synced(cluster, HAPROXY)
+    # Drift on the backup: a file only node-b has (the master's tree is the reference).
+    write(cluster, B, "/etc/skutui/haproxy/drift.cfg", b"edited on the backup\n")
+    events = EventStream(cluster, A)
+    try:
+        with cluster.unreachable(B):
+            lost = events.wait(0, lambda e: e["kind"] == "peer" and e["data"].get("up") is False,
+                               PEER_RETURN, "node-a reports node-b unreachable")[1]
+            assert "node-b" in lost["message"] and "unreachable" in lost["message"]
+            rows = cluster.nodes(A)
+            assert (rows[B]["status"], rows[B]["message"]) == (
+                "unreachable", "Node unreachable"), rows[B]
+            changed_at = time.monotonic()
+            write(cluster, A, HAPROXY, b"version 2, written while node-b was away\n", 0o600,
+                  MTIME_NS + 1_000_000_000)
+            write(cluster, A, "/etc/skutui/haproxy/new.cfg", b"new while away\n", 0o640)
+            write(cluster, A, "/etc/skutui/local/only-on-a", b"never synced\n")
+            time.sleep(1)
+            assert cluster.read(B, HAPROXY) == "version 1\n", "nothing reached node-b"
+            assert state_of(cluster, A)["peer"]["up"] is False
+        returned = time.monotonic()
+        for path in (HAPROXY, "/etc/skutui/haproxy/new.cfg"):
+            synced(cluster, path, timeout=PEER_RETURN)
+        measured("catch-up after node-b returned (SSH allowed again until in step)",
+                 time.monotonic() - returned)
+        assert cluster.read(B, HAPROXY) == "version 2, written while node-b was away\n"
+        assert stat.S_IMODE(cluster.file(B, HAPROXY).stat().st_mode) == 0o600
+        wait_for(lambda: not cluster.file(B, "/etc/skutui/haproxy/drift.cfg").exists(), 5,
+                 "the reconcile removes node-b's drift")
+        assert not cluster.file(B, "/etc/skutui/local/only-on-a").exists()
+        assert cluster.read(B, "/etc/skutui/local/role").strip() == "backup"
+        back = events.wait(changed_at, lambda e: e["kind"] == "peer"
+                           and e["data"].get("up") is True, 5, "node-b reachable again")[1]
+        assert "node-b" in back["message"]
+        reconciled = events.wait(changed_at, lambda e: e["kind"] == "sync"
+                                 and e["data"].get("sync") == "reconcile"
+                                 and HAPROXY in e["data"].get("written", []), 5,
+                                 "the reconcile names what it wrote")[1]
+        assert "reconciled with node-b" in reconciled["message"]
+        assert "/etc/skutui/haproxy/drift.cfg" in reconciled["data"]["deleted"]
+    finally:
+        events.stop()
+    rows = cluster.nodes(A)
+    assert (rows[B]["status"], rows[B]["colour"]) == ("ok", "green"), rows[B]
+
+
+def state_of(cluster: LabCluster, node: str) -> dict:
+    return cluster.agent_state(node)
+
+
+# --- 4. replication ------------------------------------------------------------------------
+
+
+REPLAYED = "/tmp/replayed"
+COMMANDS = 100
+
+
+def replayed(cluster: LabCluster, node: str) -> list[str]:
+    target = cluster.file(node, REPLAYED)
+    return target.read_text().split() if target.exists() else []
+
+
+def queue_commands(cluster: LabCluster, count: int) -> None:
+    """``count`` numbered ``skutui exec --no-wait`` on node-a, one after the other."""
+    script = (f"for i in $(seq 1 {count}); do skutui exec --no-wait -- "
+              f"sh -c \"echo $i >> {REPLAYED}\" 2>>/tmp/exec.err || echo \"failed $i\"; done; "
+              "tail -n 1 /tmp/exec.err")
+    result = cluster.sh(A, script, timeout=120)
+    assert result.returncode == 0 and "failed" not in result.stdout, result.stdout
+    assert f"queued as #{count} for node-b" in result.stdout, result.stdout
+
+
+def journal(cluster: LabCluster) -> dict:
+    import json
+
+    result = cluster.skutui(A, "node", "journal", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def replication(cluster: LabCluster) -> Iterator[LabCluster]:
+    for node in (A, B):
+        cluster.sh(node, f"rm -f {REPLAYED} /tmp/exec.err", check=True)
+    cluster.created()
+    yield cluster
+    for node in (A, B):
+        cluster.sh(node, f"rm -f {REPLAYED} /tmp/exec.err")
+
+
+def expect_all_in_order(cluster: LabCluster, timeout: float) -> float:
+    """Every command replayed on node-b exactly once, in order; returns when it was seen."""
+    wanted = [str(i) for i in range(1, COMMANDS + 1)]
+    wait_for(lambda: len(replayed(cluster, B)) >= COMMANDS, timeout,
+             f"{COMMANDS} commands replayed on node-b", poll=0.02)
+    done = time.monotonic()
+    time.sleep(0.5)  # a doubled command would show up here
+    assert replayed(cluster, B) == wanted, "none lost, none doubled, in order"
+    assert replayed(cluster, A) == wanted, "each ran on node-a first"
+    return done
+
+
+def test_commands_queued_while_b_is_away_replay_in_order_once(replication) -> None:
+    cluster = replication
+    with cluster.unreachable(B):
+        wait_for(lambda: state_of(cluster, A)["peer"]["up"] is False, PEER_RETURN,
+                 "node-a's agent sees node-b away")
+        queue_commands(cluster, COMMANDS)
+        summary = journal(cluster)
+        assert summary["pending"] == COMMANDS, summary
+        assert [e["argv"][-1] for e in summary["entries"]] == [
+            f"echo {i} >> {REPLAYED}" for i in range(1, COMMANDS + 1)]
+        assert state_of(cluster, A)["replication"]["pending"] == COMMANDS
+        assert replayed(cluster, B) == []
+    events = EventStream(cluster, A)
+    try:
+        returned = time.monotonic()
+        done = expect_all_in_order(cluster, PEER_RETURN + 30)
+        measured(f"replay of {COMMANDS} queued commands (node-b back until all ran there)",
+                 done - returned)
+        wait_for(lambda: journal(cluster)["pending"] == 0, 5, "the journal is empty")
+        summary = journal(cluster)
+        assert summary["acked"] == COMMANDS and summary["failed_total"] == 0, summary
+        applied = [e["data"]["seq"] for _, e in events.since(returned, "replication")
+                   if e["data"].get("status") == "applied"]
+        assert applied == sorted(applied) and applied[-1] == COMMANDS, applied
+    finally:
+        events.stop()
+    assert state_of(cluster, A)["replication"]["pending"] == 0
+
+
+def agent_pid(cluster: LabCluster, node: str) -> str:
+    pids = cluster.run(node, "pgrep", "-f", "skutui.agent.run").stdout.split()
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def restart_agent(cluster: LabCluster, node: str) -> None:
+    """kill -9 the agent, then start it again as an operator would (`skutui node start`)."""
+    cluster.run(node, "kill", "-9", agent_pid(cluster, node), check=True)
+    wait_for(lambda: "agent" not in cluster.daemons(node), 5, f"{node}'s agent is gone")
+    result = cluster.skutui(node, "node", "start")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "agent" in cluster.daemons(node), 5, f"{node}'s agent runs again")
+
+
+def test_replay_survives_the_masters_agent_killed_while_queued_and_mid_replay(
+        replication) -> None:
+    cluster = replication
+    with cluster.unreachable(B):
+        queue_commands(cluster, COMMANDS)
+        restart_agent(cluster, A)  # killed while everything waits
+        assert journal(cluster)["pending"] == COMMANDS
+    # Killed again in the middle of the replay, once some commands reached node-b.
+    wait_for(lambda: len(replayed(cluster, B)) >= 20, PEER_RETURN,
+             "the replay to node-b is under way", poll=0.005)
+    cluster.run(A, "kill", "-9", agent_pid(cluster, A), check=True)
+    stopped_at = len(replayed(cluster, B))
+    assert stopped_at < COMMANDS, "the agent was killed in the middle of the replay"
+    wait_for(lambda: "agent" not in cluster.daemons(A), 5, "node-a's agent is gone")
+    time.sleep(0.3)
+    halted = len(replayed(cluster, B))
+    assert halted <= stopped_at + 1, "nothing replays while the master's agent is down"
+    result = cluster.skutui(A, "node", "start")
+    assert result.returncode == 0, result.stderr
+    expect_all_in_order(cluster, 30)
+    print(f"MEASURED replay interrupted after {stopped_at} of {COMMANDS} commands")
+    wait_for(lambda: journal(cluster)["pending"] == 0, 5, "the journal is empty")
+    summary = journal(cluster)
+    assert summary["failed_total"] == 0 and summary["last_failure"] is None, summary
+
+
+# --- 5. events -------------------------------------------------------------------------------
+
+
+def role_events(stream: EventStream, since: float) -> list[dict]:
+    return [event for _, event in stream.since(since, "role")]
+
+
+def test_events_show_each_role_change_as_keepalived_makes_it(cluster: LabCluster) -> None:
+    cluster.created()
+    streams = {node: EventStream(cluster, node) for node in (A, B)}
+    try:
+        for trigger, changes in (
+                ("on", {A: ("maintenance", "FAULT"), B: ("master", "MASTER")}),
+                ("off", {A: ("backup", "BACKUP")})):
+            started = time.monotonic()
+            result = cluster.skutui(A, "maintenance", trigger)
+            assert result.returncode == 0, result.stderr
+            for node, (role, state) in changes.items():
+                first_at, first = streams[node].wait(
+                    started, lambda e: e["kind"] == "role", 5, f"a role event ({role})")
+                assert first["data"]["role"] == role, first
+                assert first["node"] == node and first["level"] in ("info", "warning")
+                hook_at, hook = streams[node].wait(
+                    started, lambda e: e["kind"] == "role"
+                    and e["data"].get("cause") == f"keepalived {state}", 5,
+                    f"keepalived's transition to {state}")
+                assert hook["data"]["role"] == role and hook["data"]["failed"] == [], hook
+                assert f"keepalived moved this node to {state}" in hook["message"]
+                measured(f"maintenance {trigger}: first role event on {node} ({role})",
+                         first_at - started)
+                measured(f"maintenance {trigger}: keepalived {state} event on {node}",
+                         hook_at - started)
+                assert all(e["data"]["role"] == role for e in role_events(streams[node], started))
+            if trigger == "on":
+                wait_vip_moved(cluster, B, ELECTION)
+    finally:
+        for stream in streams.values():
+            stream.stop()
+    assert cluster.vip_holders() == {B}, "failback disabled: node-b keeps the floating IP"
+    rows = cluster.nodes(A)
+    assert (rows[A]["role"], rows[B]["role"]) == ("backup", "master"), rows
+
+
+# --- 6. the node table -----------------------------------------------------------------------
+
+
+def test_node_table_turns_green_on_both_nodes_after_create(cluster: LabCluster) -> None:
+    created = time.monotonic()
+    cluster.created()
+
+    def green(seen_from: str) -> dict | None:
+        rows = cluster.nodes(seen_from)
+        ok = all((row["status"], row["colour"]) == ("ok", "green") for row in rows.values())
+        return rows if ok else None
+
+    rows = wait_for(lambda: green(A), 10, "both rows ok and green on node-a", poll=0.2)
+    measured("create returned until both rows green", time.monotonic() - created)
+    assert (rows[A]["role"], rows[A]["message"]) == ("master", "Node online and active")
+    assert (rows[B]["role"], rows[B]["message"]) == ("backup", "Node online and passive")
+    assert (rows[A]["node"], rows[B]["node"]) == ("local", "remote")
+    other = wait_for(lambda: green(B), 5, "both rows ok and green on node-b", poll=0.2)
+    assert {n: (r["role"], r["message"]) for n, r in other.items()} == {
+        n: (r["role"], r["message"]) for n, r in rows.items()}
+    # What "active" stands for: node-a's agent runs the sync watcher, node-b's does not.
+    state_a, state_b = state_of(cluster, A), state_of(cluster, B)
+    assert (state_a["role"], state_a["sync"]) == ("master", True), state_a
+    assert (state_b["role"], state_b["sync"]) == ("backup", False), state_b
+    assert state_a["peer"]["up"] is True and state_b["peer"]["up"] is True
+    assert cluster.vip_holders() == {A}
+
