@@ -59,7 +59,7 @@ def _exec(args: argparse.Namespace) -> int:
         peer = config.peer_of(hostname)
     except KeyError:
         raise CommandError(f"this node's hostname {hostname} is not in {paths.cluster_file}")
-    role = node.role()
+    role = node.effective_role()
     if role is not Role.MASTER:
         raise CommandError(f"`skutui exec` runs on the master: this node ({hostname}) is "
                            f"{role.value}. Run it on {peer.hostname} ({peer.ip}) if that is "
@@ -231,7 +231,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _refuse_if_master(paths: Paths, what: str) -> None:
     """Two masters pushing at each other would overwrite each other: the receiving side
     refuses while it believes it is the master itself."""
-    if _node(paths).role() is Role.MASTER:
+    if _node(paths).effective_role() is Role.MASTER:
         raise CommandError(f"refusing {what}: this node ({socket.gethostname()}) is the "
                            "master too. Two masters means split brain: check keepalived on "
                            "both nodes (`skutui status`)")

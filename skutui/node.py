@@ -109,6 +109,17 @@ class LocalNode:
         except (OSError, ValueError):
             return Role.UNKNOWN
 
+    def effective_role(self) -> Role:
+        """The role this node really holds: the role file, except that a master whose
+        keepalived is not running is a backup. keepalived died without a transition, so
+        the file still says master, but the agent releases the floating IPs and the peer
+        takes over: this node must neither push its configuration nor refuse the new
+        master's."""
+        role = self.role()
+        if role is Role.MASTER and not self.keepalived.running():
+            return Role.BACKUP
+        return role
+
     def in_maintenance(self) -> bool:
         try:
             return self.paths.maintenance_flag.read_text().strip() not in ("", MAINTENANCE_OFF)
@@ -149,11 +160,7 @@ class LocalNode:
             "agent": bool(agent),
             "sync": bool(agent.get("sync")),
         }
-        role = self.role() if config else Role.UNKNOWN
-        if role is Role.MASTER and not services["keepalived"]:
-            # keepalived died without a transition: this node no longer holds the master role
-            # (the agent releases the floating IPs), whatever the role file still says.
-            role = Role.BACKUP
+        role = self.effective_role() if config else Role.UNKNOWN
         return NodeFacts(
             hostname=socket.gethostname(),
             version=__version__,

@@ -163,7 +163,8 @@ class Agent:
         return self.sync is not None and self.sync.running
 
     def publish(self) -> None:
-        state = {"pid": os.getpid(), "sync": self.sync_running, "role": self.node.role().value,
+        state = {"pid": os.getpid(), "sync": self.sync_running,
+                 "role": self.node.effective_role().value,
                  "peer": None if self.link is None else self.link.up, "queued": self.queued}
         store.write_text_atomic(self.paths.agent_state, json.dumps(state) + "\n", mode=0o600)
 
@@ -175,7 +176,7 @@ class Agent:
         replication["error"] = replication.get("error") or self.replication_error
         return {
             "node": self.hostname, "pid": os.getpid(), "started": now_iso(self.started),
-            "role": self.node.role().value, "configured": self.config is not None,
+            "role": self.node.effective_role().value, "configured": self.config is not None,
             "config_error": self.config_error, "sync": self.sync_running,
             "sync_status": self.sync.status() if self.sync else None,
             "peer": self.link.status() if self.link else None,
@@ -212,7 +213,7 @@ class Agent:
 
     async def round(self) -> None:
         self._configure(await asyncio.to_thread(self._read_config))
-        role = self.node.role()
+        role = self.node.effective_role()
         self._note_role(role)
         await self._want_sync(role)
         if self.guard:
@@ -270,6 +271,8 @@ class Agent:
         if role is Role.MASTER:
             return "keepalived made this node master" + (
                 f" ({self.link.node.hostname} is unreachable)" if away else "")
+        if role is Role.BACKUP and previous is Role.MASTER and not self.node.keepalived.running():
+            return "keepalived is not running, so this node no longer acts as master"
         if role is Role.BACKUP and previous is Role.MAINTENANCE:
             return "left maintenance; keepalived made this node backup"
         return f"keepalived made this node {role.value}"
@@ -298,7 +301,7 @@ class Agent:
         link = self.link
         pusher = Pusher(roots, SyncFilter((PurePosixPath(self.paths.local_dir),)),
                         SshRemoteTree(link.connection),
-                        may_push=lambda: self.node.role() is Role.MASTER)
+                        may_push=lambda: self.node.effective_role() is Role.MASTER)
         self.sync = SyncService(pusher, report=self.events.emit, peer_name=link.node.hostname,
                                 peer_ready=lambda: link.up is True, peer_lost=link.lost,
                                 **self.sync_options)
@@ -339,7 +342,8 @@ class Agent:
             return
         if not self.queued or link is None or link.up is not True:
             return
-        if self.node.role() is not Role.MASTER or time.monotonic() < self._blocked_until:
+        if (self.node.effective_role() is not Role.MASTER
+                or time.monotonic() < self._blocked_until):
             return
         replayer = Replayer(self.journal, SshReplayTarget(link.connection), self.events.emit)
         try:
@@ -408,7 +412,7 @@ class Agent:
             self.services = {}
             return
         names = ["keepalived", "conntrackd"]
-        master = self.node.role() is Role.MASTER
+        master = self.node.effective_role() is Role.MASTER
         if master:
             names += list(self.config.services)
 

@@ -487,3 +487,54 @@ def test_node_table_turns_green_on_both_nodes_after_create(cluster: LabCluster) 
     assert state_a["peer"]["up"] is True and state_b["peer"]["up"] is True
     assert cluster.vip_holders() == {A}
 
+
+# --- after a takeover: the new master syncs and replicates to the old one --------------------
+
+
+def test_after_a_takeover_the_new_master_syncs_and_replicates_to_the_old_one(
+        replication) -> None:
+    """keepalived dies on node-a: node-b takes over, and node-a (whose role file still says
+    master, since no transition ran there) must stop acting as master, so that node-b's
+    configuration and commands reach it."""
+    cluster = replication
+    kill_keepalived(cluster, A)
+    wait_vip_moved(cluster, B, ELECTION)
+    taken_over = time.monotonic()
+    events = EventStream(cluster, B)
+    try:
+        wait_for(lambda: (lambda s: (s["role"], s["sync"]) == ("backup", False))(
+            state_of(cluster, A)), 5, "node-a's agent stops acting as master")
+        state = state_of(cluster, B)
+        assert (state["role"], state["sync"]) == ("master", True), state
+
+        write(cluster, B, HAPROXY, b"written on the new master\n", 0o640, MTIME_NS)
+        wait_for(lambda: entry(cluster, A, HAPROXY) == entry(cluster, B, HAPROXY), 5,
+                 f"{HAPROXY} from node-b on node-a", poll=0.01)
+        write(cluster, A, "/etc/skutui/written-on-a.cfg", b"node-a is no master now\n")
+
+        result = cluster.skutui(B, "exec", "--wait", "10", "--", "sh", "-c",
+                                f"echo after-takeover >> {REPLAYED}")
+        assert result.returncode == 0, result.stderr
+        assert "#1 replicated to node-a" in result.stderr, result.stderr
+        assert replayed(cluster, A) == ["after-takeover"]
+
+        time.sleep(0.6)
+        assert not cluster.file(B, "/etc/skutui/written-on-a.cfg").exists(), \
+            "node-a does not push: it is not the master"
+        problems = [e["message"] for _, e in events.since(taken_over)
+                    if e["level"] != "info"]
+        assert problems == [], problems
+    finally:
+        events.stop()
+    rows = cluster.nodes(B)
+    assert (rows[B]["role"], rows[B]["status"]) == ("master", "ok"), rows[B]
+    assert (rows[A]["role"], rows[A]["status"], rows[A]["message"]) == (
+        "backup", "failure", "Failed services: keepalived"), rows[A]
+
+    # node-a's keepalived back: node-a rejoins as a healthy backup.
+    result = cluster.skutui(A, "node", "start")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: {n: (r["role"], r["status"]) for n, r in cluster.nodes(B).items()}
+             == {A: ("backup", "ok"), B: ("master", "ok")}, ELECTION + 3,
+             "node-a back as a healthy backup", poll=0.2)
+    assert cluster.vip_holders() == {B}

@@ -168,6 +168,10 @@ class Node_(LocalNode):
     def config(self) -> ClusterConfig:
         return self._config
 
+    def effective_role(self) -> Role:
+        """No keepalived runs here: the role file alone says the role."""
+        return self.role()
+
 
 @pytest.fixture
 def fast(monkeypatch):

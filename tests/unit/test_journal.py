@@ -308,11 +308,15 @@ async def test_replay_over_ssh_runs_once_even_when_sent_twice(tmp_path: Path):
 
 @pytest.fixture
 def exec_node(tmp_path: Path, monkeypatch) -> Paths:
-    """A configured master (no agent running) as ``skutui exec`` finds it."""
+    """A configured master (no agent running) as ``skutui exec`` finds it: its keepalived
+    runs."""
     import socket as socket_module
 
     from skutui.core import store
     from skutui.core.model import ClusterConfig, Node
+    from skutui.daemons import Keepalived
+
+    monkeypatch.setattr(Keepalived, "running", lambda self: True)
 
     paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
     paths.local_dir.mkdir(parents=True)
@@ -367,6 +371,19 @@ def test_exec_is_refused_on_a_backup_and_when_the_journal_is_full(exec_node: Pat
     assert not marker.exists()
     with pytest.raises(CommandError, match="nothing to run"):
         skutui_exec("--")
+
+
+def test_exec_is_refused_on_a_master_whose_keepalived_died(exec_node: Paths, tmp_path: Path,
+                                                           monkeypatch):
+    """The role file still says master (no transition ran), but the peer has taken over."""
+    from skutui.cli import CommandError
+    from skutui.daemons import Keepalived
+
+    monkeypatch.setattr(Keepalived, "running", lambda self: False)
+    marker = tmp_path / "ran"
+    with pytest.raises(CommandError, match=r"runs on the master: this node .* is backup"):
+        skutui_exec("--", "touch", str(marker))
+    assert not marker.exists() and Journal(exec_node.journal_dir).entries() == []
 
 
 @pytest.mark.parametrize("answer, code, said", [

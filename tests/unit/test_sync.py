@@ -33,6 +33,7 @@ from skutui.agent.sync import (
 )
 from skutui.core.model import Node
 from skutui.core.paths import Paths
+from skutui.daemons import Keepalived
 from skutui.peer import PeerConnection, ensure_local_key, pin_peer
 from tests.fakes_ssh import FakePeer
 
@@ -529,7 +530,13 @@ def test_node_manifest_and_sync_apply_on_this_machine(tmp_path: Path, monkeypatc
     assert result == {"deleted": 0, "settled": 1, "missing": []}
     assert stat.S_IMODE((paths.config_root / "cluster.toml").stat().st_mode) == 0o640
 
+    # A master whose keepalived died (no transition rewrote the role file) takes the new
+    # master's configuration; a live master refuses it.
     paths.role_file.write_text("master\n")
+    monkeypatch.setattr(Keepalived, "running", lambda self: False)
+    code, result = _node_cli(["sync-apply"], json.dumps(request), monkeypatch, paths)
+    assert result == {"deleted": 0, "settled": 1, "missing": []}
+    monkeypatch.setattr(Keepalived, "running", lambda self: True)
     with pytest.raises(CommandError, match="master too"):
         _node_cli(["sync-apply"], json.dumps(request), monkeypatch, paths)
 
