@@ -44,6 +44,11 @@ JOURNAL_POLL_INTERVAL = 1.0
 BLOCKED_RETRY = 60.0
 """Seconds before a replay the peer refused is tried again (each try is reported)."""
 ANSWER_RETRY = 10.0
+ROLE_ANNOUNCE_GRACE = 2.0
+"""Seconds a role change seen in the role file waits for keepalived's notify hook to
+announce it. The hook writes the file first, then runs its steps and posts the change with
+their outcome: waiting makes one change one event. A change no hook announces (keepalived
+died) is announced by the agent itself after this."""
 SYNC_RESTART_DELAY = 30.0
 SERVICE_TIMEOUT = 10.0
 
@@ -151,6 +156,8 @@ class Agent:
         self._sync_link: PeerLink | None = None
         self._round_now = asyncio.Event()
         self._role: Role | None = None
+        self._role_seen: tuple[Role, float] | None = None
+        """A change the rounds see but nobody announced yet, and when it was first seen."""
         self._replay_wake = asyncio.Event()
         self._blocked_until = 0.0
         self._sync_retry_at = 0.0
@@ -251,13 +258,21 @@ class Agent:
         self.wake_replay()
 
     def _note_role(self, role: Role, cause: str | None = None) -> None:
-        previous, self._role = self._role, role
+        previous = self._role
         if role == previous:
+            self._role_seen = None
             return
         if previous is None:
+            self._role = role
             self.events.emit("role", f"agent started; this node is {role.value}",
                              role=role.value, cause="agent start")
             return
+        now = time.monotonic()
+        if self._role_seen is None or self._role_seen[0] is not role:
+            self._role_seen = (role, now)
+        if now - self._role_seen[1] < ROLE_ANNOUNCE_GRACE:
+            return  # keepalived's notify hook announces it, with the outcome of its steps
+        self._role, self._role_seen = role, None
         cause = cause or self._role_cause(role, previous)
         self.events.emit("role", f"{previous.value} -> {role.value}: {cause}",
                          level="warning" if role is Role.MAINTENANCE else "info",
@@ -279,9 +294,9 @@ class Agent:
 
     def posted(self, kind: str, message: str, level: str, data: dict) -> None:
         """An event from another process (keepalived's notify hook); a role it reports is
-        taken as known, so the next round does not announce the same change again."""
+        taken as known, so no round announces the same change again."""
         if kind == "role" and data.get("role") in {r.value for r in Role}:
-            self._role = Role(data["role"])
+            self._role, self._role_seen = Role(data["role"]), None
             self._round_now.set()  # start or stop the sync now, not at the next interval
         self.events.emit(kind, message, level=level, **data)
 

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import stat
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -242,6 +243,39 @@ async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path
     messages = [e["message"] for e in received]
     assert "agent started; this node is master" in messages
     assert "haproxy is not running on the master" in messages
+
+
+def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkeypatch):
+    """keepalived's notify hook writes the role file before it announces the change: a
+    round reading the file in between waits for the announcement instead of making a
+    second event. A change nobody announces is announced after the grace period."""
+    monkeypatch.setattr(agent_run, "ROLE_ANNOUNCE_GRACE", 0.1)
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
+                                                    Node("node-b", "198.18.0.2")))
+    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False)
+
+    def roles() -> list[tuple[str, str]]:
+        return [(e["data"]["role"], e["message"]) for e in agent.events.recent(50)
+                if e["kind"] == "role"]
+
+    agent._note_role(Role.BACKUP)
+    assert roles() == [("backup", "agent started; this node is backup")]
+    agent._note_role(Role.MASTER)  # the hook wrote the file and still runs its steps
+    agent.posted("role", "keepalived moved this node to MASTER", "info",
+                 {"role": "master", "cause": "keepalived MASTER", "failed": []})
+    agent._note_role(Role.MASTER)
+    time.sleep(0.15)
+    agent._note_role(Role.MASTER)
+    assert roles()[1:] == [("master", "keepalived moved this node to MASTER")]
+
+    agent._note_role(Role.BACKUP)  # no hook will say it
+    assert len(roles()) == 2
+    time.sleep(0.15)
+    agent._note_role(Role.BACKUP)
+    agent._note_role(Role.BACKUP)
+    [(role, message)] = roles()[2:]
+    assert role == "backup" and message.startswith("master -> backup: "), message
 
 
 async def test_an_agent_without_a_cluster_serves_its_state(tmp_path: Path, fast):
