@@ -400,7 +400,10 @@ class PeerConnection:
         async with self._sftp_lock:
             if self._sftp is None or not self.connected:
                 with self._transport_errors("starting SFTP"):
-                    sftp = await self._open_session(lambda conn: conn.start_sftp_client())
+                    # Paths as the kernel has them: a file name that is not UTF-8 (it
+                    # reaches Python as surrogate escapes) is sent as its own bytes.
+                    sftp = await self._open_session(lambda conn: conn.start_sftp_client(
+                        path_errors="surrogateescape"))
                 self._sftp = sftp
             return self._sftp
 

@@ -421,6 +421,18 @@ async def test_files_are_replaced_atomically(connected: PeerConnection, peer_nod
     assert sorted(os.listdir(peer_node.path("/etc/skutui"))) == ["cluster.toml", "local"]
 
 
+async def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes(connected: PeerConnection,
+                                                                     peer_node: FakePeer):
+    """A Latin-1 name reaches Python as surrogate escapes; the peer gets the same bytes."""
+    target = os.fsdecode(b"/etc/skutui/l\xe9gacy.cfg")
+
+    await connected.write_file_atomic(target, b"old system\n", 0o600)
+
+    written = os.fsencode(peer_node.path("/etc/skutui")) + b"/l\xe9gacy.cfg"
+    assert open(written, "rb").read() == b"old system\n"
+    assert await connected.read_file(target) == b"old system\n"
+
+
 async def test_a_failed_write_leaves_the_old_file_and_no_temp(connected: PeerConnection,
                                                               peer_node: FakePeer, monkeypatch):
     target = "/etc/skutui/cluster.toml"
