@@ -4,13 +4,14 @@ Run inside node-a (the console's service acts on the machine it runs on)::
 
     python tests/lab/console_driver.py < request.json
 
-The request is ``{"remote_ip", "password", "floating_ip", "check_interval",
+The request is ``{"local_ip", "remote_ip", "password", "floating_ip", "check_interval",
 "host_key"}`` on standard input (the password never appears in an argument). The console
 runs headless under Textual's pilot with the real service: fill the Configure form, accept
 the host key (after checking it is the expected one), wait for pre-flight, confirm the erase,
-wait for the creation, open Nodes and wait until both rows show OK. The last line printed is
-``VERDICT {json}``: ``ok``, ``error``, the time each milestone was reached, the steps log,
-the node rows and the Nodes screen as text.
+wait for the creation, open Nodes and wait until both rows show OK; then put this node in
+maintenance from the table and wait until the table and the event log show both agents'
+side of it. The last line printed is ``VERDICT {json}``: ``ok``, ``error``, the time each
+milestone was reached, the steps log, the node rows, the event log and screens as text.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ async def drive(request: dict, verdict: dict) -> None:
         reached("configure form")
         screen = app.screen
         local = screen.query_one("#local_ip")
+        # The form may be drawn before this node's addresses are read.
+        await until(pilot, lambda: getattr(screen, "ready", True) and bool(local.options),
+                    "this node's addresses in the form", 10)
+        reached("addresses offered")
         for _ in local.options:
             if local.value == request["local_ip"]:
                 break
@@ -122,6 +127,41 @@ async def drive(request: dict, verdict: dict) -> None:
             verdict["rows"] = rows()
             verdict["nodes_screen"] = screen_text(app)
         reached("both nodes OK")
+
+        # Maintenance for this node from the table: the change reaches the screen through
+        # the events of both agents (this node's socket, the peer's stream over SSH).
+        row = nodes.selected_row()
+        assert row is not None and row.node == "local", "the cursor starts on this node"
+        await tap(pilot, "m")
+        await on_screen("ConfirmDialog", 10)
+        verdict["maintenance_question"] = screen_text(app)
+        await tap(pilot, "y")
+        asked = time.monotonic()
+
+        def swapped() -> bool:
+            now = rows()
+            return (now.get("local", {}).get("role") == "maintenance"
+                    and now.get("remote", {}).get("role") == "master"
+                    and now["remote"]["status"] == "ok")
+
+        try:
+            await until(pilot, swapped, "node-a in maintenance, node-b master", NODES_TIMEOUT)
+        finally:
+            verdict["rows_after_maintenance"] = rows()
+        verdict["maintenance_shown_after"] = round(time.monotonic() - asked, 3)
+        reached("maintenance shown")
+
+        def event_lines() -> str:
+            return "\n".join(strip.text for strip in nodes.query_one("#events").lines)
+
+        wanted = ("node-a: keepalived moved this node to FAULT",
+                  "node-b: keepalived moved this node to MASTER")
+        try:
+            await until(pilot, lambda: all(w in " ".join(event_lines().split()) for w in wanted),
+                        "both agents' events in the log", NODES_TIMEOUT)
+        finally:
+            verdict["events_log"] = event_lines()
+        reached("both agents' events shown")
         await tap(pilot, "q")
 
 
