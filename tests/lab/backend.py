@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -194,3 +195,43 @@ class EchoClient:
 def wait_vip_moved(cluster: LabCluster, to: str, timeout: float) -> None:
     wait_for(lambda: cluster.vip_holders() == {to}, timeout, f"{VIP} held by {to} only",
              poll=0.02)
+
+
+class Traffic:
+    """One echo every 20 ms on ``client``'s connection, from a thread, each reply's arrival
+    noted; the first failure (a timeout, a reset) ends it and is kept."""
+
+    def __init__(self, client: EchoClient):
+        self.client = client
+        self.replies: list[float] = []
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.client.echo(timeout=10)
+                self.replies.append(time.monotonic())
+                time.sleep(0.02)
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            self.failure = exc
+
+    def start(self) -> None:
+        self._thread.start()
+        wait_for(lambda: len(self.replies) >= 5 or self.failure, 5, "the first echoes")
+
+    def since(self, moment: float) -> list[float]:
+        return [t for t in self.replies if t > moment]
+
+    def wait_echoes(self, moment: float, count: int, timeout: float, what: str) -> None:
+        wait_for(lambda: len(self.since(moment)) >= count or self.failure, timeout, what)
+
+    def longest_gap(self, start: float) -> float:
+        """The longest silence between two replies from ``start`` on."""
+        replies = [t for t in self.replies if t >= start]
+        return max((b - a for a, b in zip(replies, replies[1:])), default=0.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)

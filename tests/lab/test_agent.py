@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.backend import Backend, EchoClient, LoadBalancer, wait_vip_moved
+from tests.lab.backend import Backend, EchoClient, LoadBalancer, Traffic, wait_vip_moved
 from tests.lab.labcluster import A, B, INTERVAL, VIP, EventStream, LabCluster, wait_for
 
 pytestmark = pytest.mark.lab
@@ -50,26 +50,26 @@ def kill_keepalived(cluster: LabCluster, node: str) -> None:
 @pytest.fixture
 def balanced(cluster: LabCluster) -> Iterator[tuple[LabCluster, LoadBalancer]]:
     """A backend behind the floating IP and the load balancer's rules on both nodes, set
-    up before the cluster so that connection tracking runs from the first packet (an SSH
-    connection picked up mid-stream would count as unknown and be dropped)."""
+    up before the cluster is created, so that connection tracking runs from the first
+    packet (an SSH connection picked up mid-stream would count as unknown and be dropped)."""
     backend, balancer = Backend(), LoadBalancer(cluster)
     try:
         backend.start()
         for node in (A, B):
             balancer.install(node)
-        cluster.created()
         yield cluster, balancer
     finally:
         balancer.remove()
         backend.stop()
 
 
-def test_takeover_keeps_a_live_tcp_connection(balanced) -> None:
+def test_takeover_and_failback_keep_a_live_tcp_connection(balanced) -> None:
+    """keepalived killed on node-a: node-b commits the connection state node-a sent it and
+    carries the connection on; node-a back (failback to node-a): it carries it again."""
     cluster, balancer = balanced
+    cluster.created("--failback", "local")
     client = EchoClient()
-    replies: list[float] = []
-    failure: list[BaseException] = []
-    stop = threading.Event()
+    traffic = Traffic(client)
     try:
         assert client.echo(timeout=2) < 1
         assert balancer.tracked(A, client.port), "node-a tracks the connection"
@@ -79,57 +79,58 @@ def test_takeover_keeps_a_live_tcp_connection(balanced) -> None:
             5, "node-b's conntrackd holds node-a's connection in its external cache")
         assert balancer.tracked(B, client.port) == [], "not in node-b's kernel yet"
 
-        def traffic() -> None:
-            try:
-                while not stop.is_set():
-                    client.echo(timeout=10)
-                    replies.append(time.monotonic())
-                    time.sleep(0.02)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test below
-                failure.append(exc)
-
-        sender = threading.Thread(target=traffic, daemon=True)
-        sender.start()
-        wait_for(lambda: len(replies) >= 5, 5, "echoes before the failover")
+        traffic.start()
         assert cluster.vip_holders() == {A}
         kill_keepalived(cluster, A)
         killed = time.monotonic()
         wait_vip_moved(cluster, B, ELECTION)
         moved = time.monotonic()
         # Only node-b can carry the connection from here on: keep talking for a while.
-        wait_for(lambda: len([t for t in replies if t > moved]) >= 10 or failure, 15,
-                 "echoes after node-b took over")
-        stop.set()
-        sender.join(timeout=15)
-        entries = balancer.tracked(B, client.port)  # before the client closes it
-    finally:
-        stop.set()
-        client.close()
-    assert failure == [], f"the connection broke: {failure!r}"
-    after = [t for t in replies if t > moved]
-    assert len(after) >= 10, "the same connection kept echoing after the takeover"
-    gap = max(b - a for a, b in zip(replies, replies[1:]))
-    measured("takeover (keepalived killed until node-b holds the floating IP)", moved - killed)
-    measured("longest gap between two echoes on the connection", gap)
-    assert gap < 10
+        traffic.wait_echoes(moved, 10, 15, "echoes after node-b took over")
+        assert traffic.failure is None, f"the connection broke: {traffic.failure!r}"
+        takeover_gap = traffic.longest_gap(killed)
+        entries = balancer.tracked(B, client.port)
+        # The data: node-b's kernel holds the connection (committed from conntrackd), with
+        # node-a's NAT, and node-b forwarded the echoes as a known connection.
+        assert len(entries) == 1 and "ESTABLISHED" in entries[0], entries
+        assert f"src=198.18.0.10 dst={VIP} sport=7777 dport={client.port}" in entries[0]
+        assert balancer.counter(B, "known") > 0
+        assert balancer.counter(B, "opened") == 0, "node-b never saw a new connection"
+        # What the operator sees: node-b master and healthy, its takeover logged.
+        rows = cluster.nodes(B)
+        assert (rows[B]["role"], rows[B]["status"]) == ("master", "ok"), rows[B]
+        notes = [n for n in cluster.agent_log(B).splitlines() if "transition to master" in n]
+        assert notes and "failed" not in notes[-1], notes
 
-    # The data: node-b's kernel now holds the connection (committed from conntrackd),
-    # with the same NAT as node-a's, and node-b forwarded the echoes as a known connection.
-    assert len(entries) == 1 and "ESTABLISHED" in entries[0], entries
-    assert f"src=198.18.0.10 dst={VIP} sport=7777 dport={client.port}" in entries[0], entries
-    assert balancer.counter(B, "known") > 0
-    assert balancer.counter(B, "opened") == 0, "node-b never saw a new connection"
-    # What the operator sees: node-b master and healthy, its takeover logged.
-    rows = cluster.nodes(B)
-    assert (rows[B]["role"], rows[B]["status"]) == ("master", "ok"), rows[B]
-    notes = [line for line in cluster.agent_log(B).splitlines() if "transition to master" in line]
-    assert notes and "failed" not in notes[-1], notes
+        known_on_a = balancer.counter(A, "known")
+        restarted = time.monotonic()
+        result = cluster.skutui(A, "node", "start")
+        assert result.returncode == 0, result.stderr
+        wait_vip_moved(cluster, A, ELECTION)
+        back = time.monotonic()
+        traffic.wait_echoes(back, 10, 15, "echoes after node-a took the floating IP back")
+        assert traffic.failure is None, f"the connection broke: {traffic.failure!r}"
+        failback_gap = traffic.longest_gap(restarted)
+        assert balancer.counter(A, "known") > known_on_a, "node-a carries it again"
+        assert len(balancer.tracked(A, client.port)) == 1
+    finally:
+        traffic.stop()
+        client.close()
+    measured("takeover (keepalived killed until node-b holds the floating IP)", moved - killed)
+    measured("longest gap between two echoes during the takeover", takeover_gap)
+    measured("failback (node-a started until it holds the floating IP)", back - restarted)
+    measured("longest gap between two echoes during the failback", failback_gap)
+    assert max(takeover_gap, failback_gap) < 10
+    rows = cluster.nodes(A)
+    assert {n: (r["role"], r["status"]) for n, r in rows.items()} == {
+        A: ("master", "ok"), B: ("backup", "ok")}, rows
 
 
 def test_without_the_connection_state_the_connection_dies(balanced) -> None:
     """The same takeover with node-b's conntrackd stopped: node-b's firewall does not know
     the connection and drops it. This is what the test above would see without the sync."""
     cluster, balancer = balanced
+    cluster.created()
     cluster.run(B, "pkill", "-x", "conntrackd", check=True)
     wait_for(lambda: "conntrackd" not in cluster.daemons(B), 5, "node-b's conntrackd stops")
     client = EchoClient()
