@@ -11,13 +11,12 @@ kernel connection-tracking entries, packet counters). Measured times are printed
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import stat
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -270,9 +269,9 @@ def test_a_change_made_while_b_is_away_arrives_when_b_returns(cluster: LabCluste
                   MTIME_NS + 1_000_000_000)
             write(cluster, A, "/etc/skutui/haproxy/new.cfg", b"new while away\n", 0o640)
             write(cluster, A, "/etc/skutui/local/only-on-a", b"never synced\n")
-            time.sleep(1)
+            time.sleep(0.5)
             assert cluster.read(B, HAPROXY) == "version 1\n", "nothing reached node-b"
-            assert state_of(cluster, A)["peer"]["up"] is False
+            assert cluster.agent_state(A)["peer"]["up"] is False
         returned = time.monotonic()
         for path in (HAPROXY, "/etc/skutui/haproxy/new.cfg"):
             synced(cluster, path, timeout=PEER_RETURN)
@@ -299,10 +298,6 @@ def test_a_change_made_while_b_is_away_arrives_when_b_returns(cluster: LabCluste
     assert (rows[B]["status"], rows[B]["colour"]) == ("ok", "green"), rows[B]
 
 
-def state_of(cluster: LabCluster, node: str) -> dict:
-    return cluster.agent_state(node)
-
-
 # --- 4. replication ------------------------------------------------------------------------
 
 
@@ -326,8 +321,6 @@ def queue_commands(cluster: LabCluster, count: int) -> None:
 
 
 def journal(cluster: LabCluster) -> dict:
-    import json
-
     result = cluster.skutui(A, "node", "journal", "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -358,14 +351,14 @@ def expect_all_in_order(cluster: LabCluster, timeout: float, count: int = COMMAN
 def test_commands_queued_while_b_is_away_replay_in_order_once(replication) -> None:
     cluster = replication
     with cluster.unreachable(B):
-        wait_for(lambda: state_of(cluster, A)["peer"]["up"] is False, PEER_RETURN,
+        wait_for(lambda: cluster.agent_state(A)["peer"]["up"] is False, PEER_RETURN,
                  "node-a's agent sees node-b away")
         queue_commands(cluster, COMMANDS)
         summary = journal(cluster)
         assert summary["pending"] == COMMANDS, summary
         assert [e["argv"][-1] for e in summary["entries"]] == [
             f"echo {i} >> {REPLAYED}" for i in range(1, COMMANDS + 1)]
-        assert state_of(cluster, A)["replication"]["pending"] == COMMANDS
+        assert cluster.agent_state(A)["replication"]["pending"] == COMMANDS
         assert replayed(cluster, B) == []
     events = EventStream(cluster, A)
     try:
@@ -381,7 +374,7 @@ def test_commands_queued_while_b_is_away_replay_in_order_once(replication) -> No
         assert applied == sorted(applied) and applied[-1] == COMMANDS, applied
     finally:
         events.stop()
-    assert state_of(cluster, A)["replication"]["pending"] == 0
+    assert cluster.agent_state(A)["replication"]["pending"] == 0
 
 
 def agent_pid(cluster: LabCluster, node: str) -> str:
@@ -494,7 +487,7 @@ def test_node_table_turns_green_on_both_nodes_after_create(cluster: LabCluster) 
     assert {n: (r["role"], r["message"]) for n, r in other.items()} == {
         n: (r["role"], r["message"]) for n, r in rows.items()}
     # What "active" stands for: node-a's agent runs the sync watcher, node-b's does not.
-    state_a, state_b = state_of(cluster, A), state_of(cluster, B)
+    state_a, state_b = cluster.agent_state(A), cluster.agent_state(B)
     assert (state_a["role"], state_a["sync"]) == ("master", True), state_a
     assert (state_b["role"], state_b["sync"]) == ("backup", False), state_b
     assert state_a["peer"]["up"] is True and state_b["peer"]["up"] is True
@@ -516,8 +509,8 @@ def test_after_a_takeover_the_new_master_syncs_and_replicates_to_the_old_one(
     events = EventStream(cluster, B)
     try:
         wait_for(lambda: (lambda s: (s["role"], s["sync"]) == ("backup", False))(
-            state_of(cluster, A)), 5, "node-a's agent stops acting as master")
-        state = state_of(cluster, B)
+            cluster.agent_state(A)), 5, "node-a's agent stops acting as master")
+        state = cluster.agent_state(B)
         assert (state["role"], state["sync"]) == ("master", True), state
 
         write(cluster, B, HAPROXY, b"written on the new master\n", 0o640, MTIME_NS)
