@@ -6,9 +6,12 @@ tests a fake, and nothing here knows which.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -16,16 +19,14 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from skutui.core.api import ClusterService
 from skutui.ui.errors import LOG_FILE, describe
 from skutui.ui.profile import ConsoleProfile, styles_dir
-from skutui.ui.screens.configure import ConfigureScreen
-from skutui.ui.screens.details import DetailsScreen
-from skutui.ui.screens.dialogs import NoticeDialog
-from skutui.ui.screens.help import HelpScreen
 from skutui.ui.screens.start import StartScreen
 from skutui.ui.state import ClusterView, read_view
 from skutui.ui.widgets import scrollbar
+
+if TYPE_CHECKING:
+    from skutui.core.api import ClusterService
 
 log = logging.getLogger("skutui.ui")
 
@@ -49,6 +50,15 @@ KEY_NAMES = {
 }
 """Key names as a keyboard prints them; the same in both profiles, ASCII in both."""
 
+HOME_WAIT = 0.5
+"""Seconds the first frame waits for the home screen: reading this node's state takes a
+few milliseconds, and a "Starting" frame drawn just before it is one more screenful down a
+9600-baud line. Slower than that, the start screen says what the console is doing."""
+
+PRELOAD_DELAY = 0.1
+"""Seconds after the home screen before the slow imports start: they hold the interpreter
+while they run, and the home screen's first frames come first."""
+
 scrollbar.install()
 
 
@@ -60,9 +70,13 @@ class SkutuiApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, service: ClusterService, profile: ConsoleProfile, *, cursor_blink: bool = True):
+    def __init__(self, service: ClusterService, profile: ConsoleProfile, *, cursor_blink: bool = True,
+                 preload: Sequence[str] = ()):
         """``cursor_blink=False`` keeps the screen still (reproducible screenshots); the plain
-        profile never blinks, since each blink is a redraw on a 9600-baud line."""
+        profile never blinks, since each blink is a redraw on a 9600-baud line.
+        ``preload``: modules the service imports on first use (netlink, SSH) that are slow
+        to import; they are imported in a thread once the home screen is up, so neither the
+        first frame nor a key waits for them."""
         self.profile = profile
         self.CSS_PATH = [styles_dir() / "skutui.tcss"] + (
             [styles_dir() / "console.tcss"] if profile.plain else []
@@ -73,29 +87,71 @@ class SkutuiApp(App[None]):
         self.view: ClusterView | None = None
         self.busy = False
         """True while a change to the cluster runs; quitting then would leave it half done."""
+        self.preload = tuple(preload)
+        self._preloaded: asyncio.Future[None] | None = None
+        self._load_error: BaseException | None = None
         if profile.plain:
             self.theme = "ansi-dark"
             self.animation_level = "none"
 
+    async def on_load(self) -> None:
+        """Read this node's state before anything is drawn, so that the first screen is the
+        home screen itself: one composition and one frame, no "Starting" frame down a slow
+        line for a read of milliseconds. Slower than that, or failing, the start screen
+        comes first and says so."""
+        self._drawn = asyncio.Event()
+        if self.preload:
+            self._preloaded = asyncio.ensure_future(self._preload(self._drawn))
+        try:
+            self.view = await asyncio.wait_for(asyncio.shield(read_view(self.service)), HOME_WAIT)
+        except Exception as error:  # noqa: BLE001 - slow or failed: the start screen says which
+            self._load_error = error
+
     def get_default_screen(self) -> Screen:
-        return StartScreen()
+        if self.view is None:
+            return StartScreen()
+        return self.home_screen(self.view)
+
+    def home_screen(self, view: ClusterView) -> Screen:
+        """Configure (no cluster) or Details."""
+        self.title = f"skutui on {self.profile.text(view.hostname)}"
+        if view.cluster is None:
+            from skutui.ui.screens.configure import ConfigureScreen
+
+            return ConfigureScreen(view)
+        from skutui.ui.screens.details import DetailsScreen
+
+        return DetailsScreen(view)
 
     def on_mount(self) -> None:
-        self.open_home()
+        self.call_after_refresh(self._drawn.set)
+        error, self._load_error = self._load_error, None
+        if isinstance(error, asyncio.TimeoutError):
+            self.open_home()
+        elif error is not None:
+            self.screen.show_failure(describe(error))
+
+    async def _preload(self, drawn: asyncio.Event) -> None:
+        await drawn.wait()
+        await asyncio.sleep(PRELOAD_DELAY)
+        await asyncio.to_thread(_import_all, self.preload)
+
+    async def preloaded(self) -> None:
+        """Wait for the slow imports that start once the home screen is drawn, so that the
+        service, importing the same modules, never holds the event loop doing it."""
+        if self._preloaded is not None:
+            await asyncio.shield(self._preloaded)
 
     @work(exclusive=True, group="home", exit_on_error=False)
     async def open_home(self) -> None:
-        """Read this node's state and show Configure (no cluster) or Details, on a fresh stack."""
+        """Read this node's state again and show Configure or Details over the first screen,
+        which Textual keeps at the bottom of the stack (the start screen, or the home screen
+        the console opened with)."""
         view = await read_view(self.service)
-        if view.cluster is None:
-            home: Screen = ConfigureScreen(view, await self.service.cluster_candidates())
-        else:
-            home = DetailsScreen(view)
         self.view = view
-        self.title = f"skutui on {self.profile.text(view.hostname)}"
         while len(self.screen_stack) > 1:
             await self.pop_screen()
-        await self.push_screen(home)
+        await self.push_screen(self.home_screen(view))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own work (reading this node's state) failing: on the start screen it
@@ -103,13 +159,14 @@ class SkutuiApp(App[None]):
         if event.state != WorkerState.ERROR:
             return
         message = describe(event.worker.error)
-        start = self.screen_stack[0]
-        if len(self.screen_stack) == 1 and isinstance(start, StartScreen):
-            start.show_failure(message)
+        if isinstance(self.screen, StartScreen):
+            self.screen.show_failure(message)
         else:
             self.show_error(message)
 
     def show_error(self, message: str) -> None:
+        from skutui.ui.screens.dialogs import NoticeDialog
+
         self.push_screen(NoticeDialog("Error", message, error=True))
 
     def format_title(self, title: str, sub_title: str) -> Content:
@@ -123,6 +180,8 @@ class SkutuiApp(App[None]):
         return "+".join(names)
 
     def action_help(self) -> None:
+        from skutui.ui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
@@ -135,9 +194,19 @@ class SkutuiApp(App[None]):
     def _fatal_error(self) -> None:
         """A bug must not paint a traceback on the operator's console: one line here, the
         traceback in the log."""
+        from rich.text import Text
+
         log.error("the console stopped on an unexpected error", exc_info=True)
         self.bell()
         self._exit_renderables.append(
             Text(f"skutui stopped on an unexpected error; the details are in {LOG_FILE}.")
         )
         self._close_messages_no_wait()
+
+
+def _import_all(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the service reports it when it needs the module
+            log.warning("could not preload %s", name, exc_info=True)

@@ -10,6 +10,11 @@ from skutui.core.paths import Paths
 from skutui.ui.errors import LOG_FILE
 
 
+PRELOAD = ("pyroute2", "skutui.peer")
+"""What the real service imports on first use, slow to import (netlink; SSH): the console
+imports them in a thread once its home screen is up."""
+
+
 class UnavailableService:
     """Stands in when the real service cannot be built, so the console still opens and says
     why on its start screen (with Retry and Quit) instead of dying on the login console."""
@@ -55,6 +60,6 @@ def launch_console(ascii_profile: bool, paths: Paths) -> int:
     except OSError:
         pass
     profile = detect_profile(ascii_requested=ascii_profile)
-    app = SkutuiApp(build(paths), profile)
+    app = SkutuiApp(build(paths), profile, preload=PRELOAD)
     app.run(mouse=profile.mouse)
     return app.return_code or 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
+from skutui.ui.widgets.fields import Field
+
 from tests.fakes import CHECK_NAMES, FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, PREFLIGHT, REMOTE, FakeClusterService
 from tests.ui.snapshot_apps.common import (
     tap,
@@ -84,7 +86,7 @@ async def test_invalid_fields_are_marked_inline_and_nothing_is_asked_of_the_peer
         )
         await tap(pilot, "f2")
         await pilot.pause()
-        errors = {f.control.id: str(f.query_one(".field-error").render()) for f in app.screen.query(".field")}
+        errors = {f.control.id: f.error for f in app.screen.query(Field)}
         assert "this node's own address" in errors["remote_ip"]
         assert "passwords differ" in errors["password"]
         assert "nonsense" in errors["floating_ips"]

@@ -7,12 +7,13 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from skutui.core import validation
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck, comma_list
+from skutui.ui.widgets.bars import KeyBar, TitleBar
 from skutui.ui.widgets.fields import Field
 
 
@@ -20,11 +21,11 @@ class ConsoleScreen(Screen):
     """A screen of the console. Subclasses fill the body; the status line says what happened."""
 
     def compose(self) -> ComposeResult:
-        yield Header(icon="")
+        yield TitleBar()
         with VerticalScroll(id="body", can_focus=False):
             yield from self.compose_body()
         yield Static("", id="status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -8,20 +8,32 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
+from textual.widgets import Button, Static
+from textual.worker import Worker, WorkerState
 
 from skutui.core import validation
-from skutui.core.api import ClusterService, CreateRequest
+from skutui.core.api import CreateRequest
 from skutui.core.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
+from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
-from skutui.ui.screens.dialogs import ConfirmDialog
-from skutui.ui.screens.steps import StepsScreen
 from skutui.ui.state import ClusterView, failback_options
 from skutui.ui.widgets.fields import ActionButton, Choice, Field, SecretField, TextField
+
+if TYPE_CHECKING:
+    from skutui.core.api import ClusterService
+    from skutui.ui.screens.steps import StepsScreen
+
+READING_ADDRESSES = "reading this node's addresses..."
+NO_ADDRESS = (
+    "No address on this node can carry the cluster: configure an address on a "
+    "physical interface (aliases such as eth0:1 are not offered), then restart the console."
+)
 
 
 def offered_addresses(candidates: list[InterfaceAddress]) -> list[InterfaceAddress]:
@@ -34,10 +46,17 @@ class ConfigureScreen(FormScreen):
     SUB_TITLE = "Configure the cluster"
     BINDINGS = [Binding("f2", "apply", "Apply", id="configure.apply")]
 
-    def __init__(self, view: ClusterView, candidates: list[InterfaceAddress]):
+    def __init__(self, view: ClusterView, candidates: list[InterfaceAddress] | None = None):
+        """Without ``candidates`` the form is drawn at once and the addresses fill in when
+        read: discovering them loads the netlink library, which takes longer than drawing."""
         super().__init__()
         self.view = view
-        self.candidates = offered_addresses(candidates)
+        self.candidates = None if candidates is None else offered_addresses(candidates)
+
+    @property
+    def ready(self) -> bool:
+        """True once this node's addresses are read (or could not be)."""
+        return self.candidates is not None
 
     def compose_body(self) -> ComposeResult:
         text = self.app.profile.text
@@ -49,17 +68,12 @@ class ConfigureScreen(FormScreen):
             id="intro",
             markup=False,
         )
-        if self.candidates:
-            options = [(f"{a.interface:<10} {a.address}/{a.prefixlen}", a.address) for a in self.candidates]
-            chosen = options[0][1] if len(options) == 1 else None
-            yield Field("Local IP", Choice(options, chosen, vertical=True, id="local_ip"))
+        if self.candidates == []:
+            yield Static(NO_ADDRESS, classes="problem", markup=False)
         else:
-            yield Static(
-                "No address on this node can carry the cluster: configure an address on a "
-                "physical interface (aliases such as eth0:1 are not offered), then restart the console.",
-                classes="problem",
-                markup=False,
-            )
+            options, chosen = self.address_options()
+            choice = Choice(options, chosen, vertical=True, id="local_ip", placeholder=READING_ADDRESSES)
+            yield Field("Local IP", choice, id="local-ip-field")
         yield Field("Remote IP", TextField(placeholder="the peer's cluster address", id="remote_ip"))
         yield Field(
             "Remote root password",
@@ -78,19 +92,56 @@ class ConfigureScreen(FormScreen):
             "Failback",
             Choice(failback_options(text(self.view.hostname), None), FAILBACK_DISABLED, vertical=True, id="failback"),
         )
-        yield ActionButton("Apply", id="apply", disabled=not self.candidates, action="screen.apply")
+        yield ActionButton("Apply", id="apply", disabled=self.candidates == [], action="screen.apply")
+
+    def address_options(self) -> tuple[list[tuple[str, str]], str | None]:
+        """The Local IP choices, and the one chosen already when there is only one."""
+        options = [(f"{a.interface:<10} {a.address}/{a.prefixlen}", a.address) for a in self.candidates or ()]
+        return options, (options[0][1] if len(options) == 1 else None)
 
     def on_mount(self) -> None:
         self.say("Tab moves between fields; F2 or the Apply button starts the checks.")
+        if self.candidates is None:
+            self.read_candidates()
+
+    @work(exclusive=True, group="candidates", exit_on_error=False)
+    async def read_candidates(self) -> None:
+        await self.app.preloaded()
+        self.show_candidates(offered_addresses(await self.app.service.cluster_candidates()))
+
+    def show_candidates(self, candidates: list[InterfaceAddress], problem: str = NO_ADDRESS) -> None:
+        self.candidates = candidates
+        if candidates:
+            options, chosen = self.address_options()
+            self.query_one("#local_ip", Choice).set_options(options, chosen)
+            return
+        field = self.query_one("#local-ip-field", Field)
+        self.query_one("#body").mount(Static(problem, classes="problem", markup=False), before=field)
+        field.remove()
+        self.query_one("#apply", Button).disabled = True
+        self.refresh_bindings()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Addresses that cannot be read leave nothing to choose: said where the choice was."""
+        if event.worker.group == "candidates" and event.state == WorkerState.ERROR:
+            event.prevent_default()
+            self.show_candidates(
+                [], f"Could not read this node's addresses: {describe(event.worker.error)} Restart the console to try again."
+            )
+            return
+        super().on_worker_state_changed(event)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action == "apply" and not self.candidates)
+        return not (action == "apply" and self.candidates == [])
 
     def read_request(self) -> CreateRequest | None:
         """The request the form describes, or None after marking what is wrong."""
         value = self.field_value
         check = FormCheck()
-        if value("local_ip") is None:
+        if self.candidates is None:
+            check.errors["local_ip"] = "This node's addresses are still being read; apply again in a moment."
+            local = None
+        elif value("local_ip") is None:
             check.errors["local_ip"] = "Choose this node's cluster address in the list (arrow keys)."
             local = None
         else:
@@ -116,6 +167,8 @@ class ConfigureScreen(FormScreen):
         )
 
     def action_apply(self) -> None:
+        from skutui.ui.screens.steps import StepsScreen
+
         request = self.read_request()
         if request is None:
             return
@@ -128,6 +181,8 @@ class ConfigureScreen(FormScreen):
 async def create_cluster(
     steps: StepsScreen, *, service: ClusterService, request: CreateRequest, hostname: str
 ) -> str | None:
+    from skutui.ui.screens.dialogs import ConfirmDialog
+
     remote = request.remote_ip
     steps.line(f"Asking {remote} for its SSH host key...")
     fingerprint = await service.fetch_host_key(remote)

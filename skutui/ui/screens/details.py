@@ -81,6 +81,7 @@ class DetailsScreen(ConsoleScreen):
     async def action_edit(self) -> None:
         from skutui.ui.screens.edit import EditScreen
 
+        await self.app.preloaded()
         links = await self.app.service.link_names()
         await self.app.push_screen(EditScreen(self.view, links))
 

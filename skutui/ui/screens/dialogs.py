@@ -10,8 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
+from skutui.ui.widgets.bars import KeyBar
 from skutui.ui.widgets.fields import ActionButton
 
 
@@ -42,7 +43,7 @@ class ConfirmDialog(ModalScreen[bool]):
             with Horizontal(id="dialog-buttons"):
                 yield ActionButton(f"y  {self.yes}", id="yes")
                 yield ActionButton(f"n  {self.no}", id="no")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -80,7 +81,7 @@ class NoticeDialog(ModalScreen[None]):
                 yield Static(profile.text("\n".join(self.lines)), markup=False)
             with Horizontal(id="dialog-buttons"):
                 yield ActionButton("OK", id="ok")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#ok", Button).focus()

@@ -7,7 +7,9 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
+
+from skutui.ui.widgets.bars import KeyBar
 
 MOVING_AROUND = [
     ("Tab / Shift+Tab", "next / previous field or button"),
@@ -56,7 +58,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static("Help", id="dialog-title")
             with VerticalScroll(id="dialog-body"):
                 yield Static("\n".join(lines), markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def action_close(self) -> None:
         self.dismiss(None)

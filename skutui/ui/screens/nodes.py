@@ -104,6 +104,7 @@ class NodesScreen(ConsoleScreen):
 
     @work(group="read-nodes", exit_on_error=False)
     async def read_nodes(self) -> None:
+        await self.app.preloaded()
         while True:
             self.read_again = False
             rows = await self.app.service.nodes()
@@ -113,6 +114,7 @@ class NodesScreen(ConsoleScreen):
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def watch_events(self) -> None:
+        await self.app.preloaded()
         async for event in self.app.service.events():
             self.post_message(ClusterEventArrived(event))
             self.post_message(NodesStale())

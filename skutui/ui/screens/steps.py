@@ -85,6 +85,7 @@ class StepsScreen(ConsoleScreen):
     async def run_job(self) -> str | None:
         self.app.busy = True
         try:
+            await self.app.preloaded()
             return await self.job(self)
         finally:
             self.app.busy = False

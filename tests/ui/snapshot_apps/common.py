@@ -50,7 +50,9 @@ def screen_name(pilot: Pilot) -> str:
 
 
 async def on_screen(pilot: Pilot, name: str) -> None:
-    await until(pilot, lambda: screen_name(pilot) == name, name)
+    """The screen is up and has read what it shows (Configure reads this node's addresses
+    after it is drawn)."""
+    await until(pilot, lambda: screen_name(pilot) == name and getattr(pilot.app.screen, "ready", True), name)
 
 
 def screen_text(app: SkutuiApp) -> str:
