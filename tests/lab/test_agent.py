@@ -350,30 +350,34 @@ def expect_all_in_order(cluster: LabCluster, timeout: float, count: int = COMMAN
 
 def test_commands_queued_while_b_is_away_replay_in_order_once(replication) -> None:
     cluster = replication
-    with cluster.unreachable(B):
-        wait_for(lambda: cluster.agent_state(A)["peer"]["up"] is False, PEER_RETURN,
-                 "node-a's agent sees node-b away")
-        queue_commands(cluster, COMMANDS)
-        summary = journal(cluster)
-        assert summary["pending"] == COMMANDS, summary
-        assert [e["argv"][-1] for e in summary["entries"]] == [
-            f"echo {i} >> {REPLAYED}" for i in range(1, COMMANDS + 1)]
-        assert cluster.agent_state(A)["replication"]["pending"] == COMMANDS
-        assert replayed(cluster, B) == []
     events = EventStream(cluster, A)
     try:
+        with cluster.unreachable(B):
+            wait_for(lambda: cluster.agent_state(A)["peer"]["up"] is False, PEER_RETURN,
+                     "node-a's agent sees node-b away")
+            queue_commands(cluster, COMMANDS)
+            summary = journal(cluster)
+            assert summary["pending"] == COMMANDS, summary
+            assert [e["argv"][-1] for e in summary["entries"]] == [
+                f"echo {i} >> {REPLAYED}" for i in range(1, COMMANDS + 1)]
+            assert cluster.agent_state(A)["replication"]["pending"] == COMMANDS
+            assert replayed(cluster, B) == []
         returned = time.monotonic()
         done = expect_all_in_order(cluster, PEER_RETURN + 30)
-        measured(f"replay of {COMMANDS} queued commands (node-b back until all ran there)",
-                 done - returned)
         wait_for(lambda: journal(cluster)["pending"] == 0, 5, "the journal is empty")
         summary = journal(cluster)
         assert summary["acked"] == COMMANDS and summary["failed_total"] == 0, summary
-        applied = [e["data"]["seq"] for _, e in events.since(returned, "replication")
+        applied = [(at, e["data"]["seq"]) for at, e in events.since(returned, "replication")
                    if e["data"].get("status") == "applied"]
-        assert applied == sorted(applied) and applied[-1] == COMMANDS, applied
+        assert [seq for _, seq in applied] == list(range(1, COMMANDS + 1)), applied
+        assert all(f"applied on the peer: sh -c 'echo {seq} >> {REPLAYED}'" in e["message"]
+                   for (_, seq), (_, e) in zip(applied, events.since(returned, "replication")))
     finally:
         events.stop()
+    measured(f"replay of {COMMANDS} queued commands (node-b back until all ran there)",
+             done - returned)
+    measured(f"replay of {COMMANDS} queued commands (first to last acknowledged)",
+             applied[-1][0] - applied[0][0])
     assert cluster.agent_state(A)["replication"]["pending"] == 0
 
 
