@@ -22,8 +22,6 @@ import sys
 import time
 import traceback
 
-from textual.widgets import Input
-
 from skutui.core.model import Status
 from skutui.core.paths import Paths
 from skutui.service import build_service
@@ -71,7 +69,7 @@ async def drive(request: dict, verdict: dict) -> None:
                             ("confirmation", request["password"]),
                             ("floating_ips", request["floating_ip"]),
                             ("check_interval", request["check_interval"])):
-            widget = screen.query_one(f"#{field}", Input)
+            widget = screen.query_one(f"#{field}")
             widget.focus()
             await tap(pilot, "end", *["backspace"] * len(widget.value), *text)
             assert widget.value == text, f"{field} holds what was typed"
