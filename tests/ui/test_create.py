@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input
+from skutui.ui.widgets.fields import TextField
 
-from skutui.ui.widgets.fields import Field
 
 from tests.fakes import CHECK_NAMES, FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, PREFLIGHT, REMOTE, FakeClusterService
 from tests.ui.snapshot_apps.common import (
@@ -42,7 +41,7 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         await pilot.press("tab", *REMOTE.ip, "enter", *PASSWORD, "enter", *PASSWORD, "enter")
         assert app.focused.id == "floating_ips"
         app.focused.value = FLOATING_IP
-        assert app.screen.query_one("#password", Input).value == PASSWORD
+        assert app.screen.query_one("#password", TextField).value == PASSWORD
         await apply_and_accept_key(pilot)
         await until_erase_question(pilot)
         text = screen_text(app)
@@ -86,7 +85,7 @@ async def test_invalid_fields_are_marked_inline_and_nothing_is_asked_of_the_peer
         )
         await tap(pilot, "f2")
         await pilot.pause()
-        errors = {f.control.id: f.error for f in app.screen.query(Field)}
+        errors = {name: field.error for name, field in app.screen.fields().items()}
         assert "this node's own address" in errors["remote_ip"]
         assert "passwords differ" in errors["password"]
         assert "nonsense" in errors["floating_ips"]
@@ -130,7 +129,7 @@ async def test_one_failed_check_stops_before_the_erase_question_and_keeps_the_fo
         assert service.called("create") == []
         await tap(pilot, "escape")
         await on_screen(pilot, "ConfigureScreen")
-        assert app.screen.query_one("#remote_ip", Input).value == REMOTE.ip
+        assert app.screen.query_one("#remote_ip", TextField).value == REMOTE.ip
 
 
 async def test_wrong_password_is_one_readable_message():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual.widgets import Input
+from skutui.ui.widgets.fields import TextField
 
 from skutui.core.api import EditRequest
 from tests.fakes import FLOATING_IP, FakeClusterService
@@ -35,7 +35,7 @@ async def test_edit_applies_what_changed_and_lists_it():
         await tap(pilot, "down")  # this node (node-a)
         await tap(pilot, "tab")  # tracked interfaces: eth0 (fixed), eth1 highlighted, eth2
         await tap(pilot, "down", "space")  # tick eth2
-        interval = app.screen.query_one("#check_interval", Input)
+        interval = app.screen.query_one("#check_interval", TextField)
         interval.value = "2"
         await tap(pilot, "f2")
         assert await steps_done(pilot) == "succeeded"
@@ -67,7 +67,7 @@ async def test_edit_marks_an_invalid_interval_and_applies_nothing():
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_edit(pilot)
-        app.screen.query_one("#check_interval", Input).value = "fast"
+        app.screen.query_one("#check_interval", TextField).value = "fast"
         await tap(pilot, "f2")
         await shows(pilot, "is not a number")
         assert service.called("edit") == []

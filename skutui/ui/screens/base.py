@@ -7,14 +7,15 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Input, Static
+from textual.widget import Widget
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from skutui.core import validation
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck, comma_list
 from skutui.ui.widgets.bars import KeyBar, TitleBar
-from skutui.ui.widgets.fields import Field
+from skutui.ui.widgets.fields import Field, Labelled, TextField
 
 
 class ConsoleScreen(Screen):
@@ -57,19 +58,29 @@ class FormScreen(ConsoleScreen):
     def read_check_interval(self, check: FormCheck) -> float | None:
         return check("check_interval", lambda: validation.check_interval(self.field_value("check_interval")))
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    def on_text_field_submitted(self, event: TextField.Submitted) -> None:
         event.stop()
         self.focus_next()
 
+    def fields(self) -> dict[str, Labelled | Field]:
+        """Every field of the form by its control's id, in the order they are shown."""
+        found: dict[str, Labelled | Field] = {}
+        for widget in self.query("#body *"):
+            if isinstance(widget, Field):
+                found[widget.control.id or ""] = widget
+            elif isinstance(widget, Labelled) and widget.id and widget.id not in found:
+                found[widget.id] = widget
+        return found
+
     def show_errors(self, errors: dict[str, str]) -> None:
-        first: Field | None = None
-        for field in self.query(Field):
-            message = errors.get(field.control.id or "")
+        first: Widget | None = None
+        for field_id, field in self.fields().items():
+            message = errors.get(field_id)
             field.show_error(self.app.profile.text(message) if message else None)
             if message and first is None:
-                first = field
+                first = field.control if isinstance(field, Field) else field
         if first is not None:
-            first.control.focus()
+            first.focus()
             self.say("Correct the fields that have a message under them, then apply again.", kind="error")
         else:
             self.say("")

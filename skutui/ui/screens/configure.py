@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Button, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from skutui.core import validation
@@ -23,7 +23,7 @@ from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
 from skutui.ui.state import ClusterView, failback_options
-from skutui.ui.widgets.fields import ActionButton, Choice, Field, SecretField, TextField
+from skutui.ui.widgets.fields import ActionButton, Choice, SecretField, TextField
 
 if TYPE_CHECKING:
     from skutui.core.api import ClusterService
@@ -72,26 +72,17 @@ class ConfigureScreen(FormScreen):
             yield Static(NO_ADDRESS, classes="problem", markup=False)
         else:
             options, chosen = self.address_options()
-            choice = Choice(options, chosen, vertical=True, id="local_ip", placeholder=READING_ADDRESSES)
-            yield Field("Local IP", choice, id="local-ip-field")
-        yield Field("Remote IP", TextField(placeholder="the peer's cluster address", id="remote_ip"))
-        yield Field(
-            "Remote root password",
-            SecretField(placeholder="the peer's; used once to install keys", id="password"),
-        )
-        yield Field("Confirm password", SecretField(placeholder="type it again", id="confirmation"))
-        yield Field(
-            "Floating IPs",
-            TextField(placeholder="optional: 198.18.0.100/24, ... (comma separated)", id="floating_ips"),
-        )
-        yield Field(
-            "Check interval (s)",
-            TextField(f"{DEFAULT_CHECK_INTERVAL:g}", placeholder="seconds, 0.1 to 40", id="check_interval"),
-        )
-        yield Field(
-            "Failback",
-            Choice(failback_options(text(self.view.hostname), None), FAILBACK_DISABLED, vertical=True, id="failback"),
-        )
+            yield Choice(options, chosen, vertical=True, id="local_ip", label="Local IP", placeholder=READING_ADDRESSES)
+        yield TextField(placeholder="the peer's cluster address", label="Remote IP", id="remote_ip")
+        yield SecretField(placeholder="the peer's; used once to install keys", label="Remote root password",
+                          id="password")
+        yield SecretField(placeholder="type it again", label="Confirm password", id="confirmation")
+        yield TextField(placeholder="optional: 198.18.0.100/24, ... (comma separated)", label="Floating IPs",
+                        id="floating_ips")
+        yield TextField(f"{DEFAULT_CHECK_INTERVAL:g}", placeholder="seconds, 0.1 to 40", label="Check interval (s)",
+                        id="check_interval")
+        yield Choice(failback_options(text(self.view.hostname), None), FAILBACK_DISABLED, vertical=True,
+                     label="Failback", id="failback")
         yield ActionButton("Apply", id="apply", disabled=self.candidates == [], action="screen.apply")
 
     def address_options(self) -> tuple[list[tuple[str, str]], str | None]:
@@ -115,10 +106,10 @@ class ConfigureScreen(FormScreen):
             options, chosen = self.address_options()
             self.query_one("#local_ip", Choice).set_options(options, chosen)
             return
-        field = self.query_one("#local-ip-field", Field)
-        self.query_one("#body").mount(Static(problem, classes="problem", markup=False), before=field)
-        field.remove()
-        self.query_one("#apply", Button).disabled = True
+        choice = self.query_one("#local_ip", Choice)
+        self.query_one("#body").mount(Static(problem, classes="problem", markup=False), before=choice)
+        choice.remove()
+        self.query_one("#apply", ActionButton).disabled = True
         self.refresh_bindings()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Static
 
 from skutui.ui.widgets.bars import KeyBar
 from skutui.ui.widgets.fields import ActionButton
@@ -46,9 +46,9 @@ class ConfirmDialog(ModalScreen[bool]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        self.query_one("#no", ActionButton).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def on_action_button_pressed(self, event: ActionButton.Pressed) -> None:
         event.stop()
         self.dismiss(event.button.id == "yes")
 
@@ -84,9 +84,9 @@ class NoticeDialog(ModalScreen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
+        self.query_one("#ok", ActionButton).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def on_action_button_pressed(self, event: ActionButton.Pressed) -> None:
         event.stop()
         self.dismiss(None)
 

@@ -13,7 +13,8 @@ from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
 from skutui.ui.screens.steps import StepsScreen
 from skutui.ui.state import ClusterView, failback_options
-from skutui.ui.widgets.fields import ActionButton, Checklist, Choice, Field, TextField
+from skutui.ui.widgets.checklist import Checklist
+from skutui.ui.widgets.fields import ActionButton, Choice, Field, TextField
 
 
 LOOPBACK = "lo"
@@ -42,14 +43,12 @@ class EditScreen(FormScreen):
             id="intro",
             markup=False,
         )
-        yield Field(
-            "Failback",
-            Choice(
-                failback_options(text(self.view.hostname), text(self.view.peer_hostname)),
-                self.view.failback_side(),
-                vertical=True,
-                id="failback",
-            ),
+        yield Choice(
+            failback_options(text(self.view.hostname), text(self.view.peer_hostname)),
+            self.view.failback_side(),
+            vertical=True,
+            label="Failback",
+            id="failback",
         )
         tracked = set(cluster.tracked_interfaces)
         always = Selection(
@@ -57,14 +56,10 @@ class EditScreen(FormScreen):
         )
         others = [Selection(text(name), name, name in tracked) for name in self.links if name != cluster.interface]
         yield Field("Tracked interfaces", Checklist(always, *others, id="tracked_interfaces"))
-        yield Field(
-            "Check interval (s)",
-            TextField(f"{cluster.check_interval:g}", placeholder="seconds, 0.1 to 40", id="check_interval"),
-        )
-        yield Field(
-            "Floating IPs",
-            TextField(", ".join(cluster.floating_ips), placeholder="comma separated", id="floating_ips"),
-        )
+        yield TextField(f"{cluster.check_interval:g}", placeholder="seconds, 0.1 to 40", label="Check interval (s)",
+                        id="check_interval")
+        yield TextField(", ".join(cluster.floating_ips), placeholder="comma separated", label="Floating IPs",
+                        id="floating_ips")
         yield ActionButton("Apply", id="apply", action="screen.apply")
 
     def on_mount(self) -> None:

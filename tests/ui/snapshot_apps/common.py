@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import Input
+from skutui.ui.widgets.fields import TextField
 
 from skutui.ui.app import SkutuiApp
 from skutui.ui.profile import ConsoleProfile
@@ -99,7 +99,7 @@ async def fill_create_form(pilot: Pilot, values: FormValues = FormValues(), loca
     screen.query_one("#local_ip").focus()
     await tap(pilot, *["down"] * local_choice)
     for name in ("remote_ip", "password", "confirmation", "floating_ips", "check_interval"):
-        screen.query_one(f"#{name}", Input).value = getattr(values, name)
+        screen.query_one(f"#{name}", TextField).value = getattr(values, name)
     screen.query_one("#local_ip").focus()
     await pilot.pause()
 
