@@ -474,8 +474,8 @@ def test_events_show_each_role_change_once_as_keepalived_makes_it(cluster: LabCl
 
 
 def test_node_table_turns_green_on_both_nodes_after_create(cluster: LabCluster) -> None:
-    created = time.monotonic()
     cluster.created()
+    created = time.monotonic()
 
     def green(seen_from: str) -> dict | None:
         rows = cluster.nodes(seen_from)
