@@ -68,6 +68,7 @@ class SkutuiApp(App[None]):
     BINDINGS = [
         Binding("f1", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+l", "redraw", "Redraw the screen", show=False, id="app.redraw"),
     ]
 
     def __init__(self, service: ClusterService, profile: ConsoleProfile, *, cursor_blink: bool = True,
@@ -93,6 +94,15 @@ class SkutuiApp(App[None]):
         if profile.plain:
             self.theme = "ansi-dark"
             self.animation_level = "none"
+
+    def get_driver_class(self):
+        """On the plain profile, a driver that sends only the cells that changed: a serial
+        line carries a status change in a few dozen bytes instead of whole screens."""
+        if self.profile.plain and super().get_driver_class().__name__ == "LinuxDriver":
+            from skutui.ui.terminal import DiffDriver
+
+            return DiffDriver
+        return super().get_driver_class()
 
     async def on_load(self) -> None:
         """Read this node's state before anything is drawn, so that the first screen is the
@@ -177,7 +187,17 @@ class SkutuiApp(App[None]):
             return binding.key_display
         parts = binding.key.split("+")
         names = [KEY_NAMES.get(part, part.upper() if part[:1] == "f" and part[1:].isdigit() else part) for part in parts]
+        if len(names) > 1 and len(names[-1]) == 1:
+            names[-1] = names[-1].upper()  # Ctrl+L, as the key is printed
         return "+".join(names)
+
+    def action_redraw(self) -> None:
+        """The whole screen again: kernel messages on a serial console write over it."""
+        repaint = getattr(self._driver, "repaint", None)
+        if repaint is not None:
+            repaint()
+        else:
+            self.screen.refresh(layout=True)
 
     def action_help(self) -> None:
         from skutui.ui.screens.help import HelpScreen

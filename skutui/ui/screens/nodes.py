@@ -31,6 +31,7 @@ COLUMNS = (
     ("message", "Message"),
 )
 RECENT_EVENTS = 50
+STATUS_WIDTH = max(len(status.label) for status in Status)
 
 
 def in_maintenance(row: NodeRow) -> bool:
@@ -162,11 +163,15 @@ class NodesScreen(ConsoleScreen):
         }
 
     def column_widths(self, rows: list[NodeRow]) -> dict[str, int]:
-        """Every column as wide as its widest cell or its heading."""
+        """Every column as wide as its widest cell or its heading; Status as wide as the
+        widest status, so that a status change, the common event, rewrites one cell and
+        moves no column."""
         cells = [self.cells(row) for row in rows]
-        return {
+        widths = {
             key: max([len(label), *(Text(str(c[key])).cell_len for c in cells)]) for key, label in COLUMNS
         }
+        widths["status"] = max(widths["status"], STATUS_WIDTH)
+        return widths
 
     def on_nodes_read(self, message: NodesRead) -> None:
         table = self.query_one(DataTable)
