@@ -23,7 +23,6 @@ from skutui.ui.errors import LOG_FILE, describe
 from skutui.ui.profile import ConsoleProfile, styles_dir
 from skutui.ui.screens.start import StartScreen
 from skutui.ui.state import ClusterView, read_view
-from skutui.ui.widgets import scrollbar
 
 if TYPE_CHECKING:
     from skutui.core.api import ClusterService
@@ -59,7 +58,6 @@ PRELOAD_DELAY = 0.1
 """Seconds after the home screen before the slow imports start: they hold the interpreter
 while they run, and the home screen's first frames come first."""
 
-scrollbar.install()
 
 
 class SkutuiApp(App[None]):
@@ -94,6 +92,9 @@ class SkutuiApp(App[None]):
         if profile.plain:
             self.theme = "ansi-dark"
             self.animation_level = "none"
+            from skutui.ui.widgets import scrollbar
+
+            scrollbar.install()
 
     def get_driver_class(self):
         """On the plain profile, a driver that sends only the cells that changed: a serial

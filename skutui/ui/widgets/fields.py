@@ -93,9 +93,6 @@ class TextField(Labelled, Widget, can_focus=True):
             background: $surface;
             color: $foreground;
         }
-        &:focus > .textfield--field {
-            background: $surface-lighten-1;
-        }
         & > .textfield--cursor {
             background: $input-cursor-background;
             color: $input-cursor-foreground;
@@ -262,14 +259,29 @@ class TextField(Labelled, Widget, can_focus=True):
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return 1
 
-    def _placeholder_style(self, field: Style) -> Style:
-        """The placeholder's colour (often translucent) over the field's background."""
-        styles = self.get_component_styles("textfield--placeholder")
-        colour = styles.color
-        if field.bgcolor is not None and colour.a < 1:
-            colour = Color.from_rich_color(field.bgcolor) + colour
-        style = field + Style(color=colour.rich_color)
-        return style + Style(dim=True) if "dim" in str(styles.text_style) else style
+    def _field_style(self) -> Style:
+        """The field's colours; with the focus, tinted 5% towards the text colour, as
+        Textual's Input shows it."""
+        field = self.get_component_rich_style("textfield--field")
+        if self.has_focus and field.bgcolor is not None and field.bgcolor.triplet and field.color is not None \
+                and field.color.triplet:
+            tinted = Color.from_rich_color(field.bgcolor).blend(Color.from_rich_color(field.color), 0.05)
+            field += Style(bgcolor=tinted.rich_color)
+        return field
+
+    def _over_field(self, field: Style, component: str) -> Style:
+        """A component's colours (often translucent) over the field's background."""
+        styles = self.get_component_styles(component)
+        base = Color.from_rich_color(field.bgcolor) if field.bgcolor is not None and field.bgcolor.triplet else None
+        style = field
+        if styles.has_rule("background") and base is not None:
+            style += Style(bgcolor=(base + styles.background).rich_color)
+        if styles.has_rule("color"):
+            colour = styles.color
+            if colour.a < 1 and base is not None:
+                colour = base + colour
+            style += Style(color=colour.rich_color)
+        return style + self.get_component_rich_style(component, partial=True).without_color
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -279,10 +291,10 @@ class TextField(Labelled, Widget, can_focus=True):
         base = self.rich_style
         label = [Segment(text, base + FOCUSED_LABEL if self.has_focus else base), Segment(padding, base)]
         room = max(1, width - self._label_width())
-        field = self.get_component_rich_style("textfield--field")
+        field = self._field_style()
         shown = "*" * len(self._value) if self.password else self._value
         if not shown and not self.has_focus:
-            segments = [Segment(self.placeholder[:room], self._placeholder_style(field)),
+            segments = [Segment(self.placeholder[:room], self._over_field(field, "textfield--placeholder")),
                         Segment(" " * (room - len(self.placeholder[:room])), field)]
             return Strip([*label, *segments], width).simplify()
         # Keep the cursor in view: scroll the text under a fixed window of `room` cells.
@@ -294,7 +306,7 @@ class TextField(Labelled, Widget, can_focus=True):
         visible = shown[self._offset : self._offset + room]
         segments = list(label)
         if self.has_focus and self._selected:
-            segments.append(Segment(visible, self.get_component_rich_style("textfield--selection")))
+            segments.append(Segment(visible, self._over_field(field, "textfield--selection")))
             used = len(visible)
         elif self.has_focus:
             at = cursor - self._offset
