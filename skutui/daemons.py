@@ -8,6 +8,7 @@ never collide on a default pid file (keepalived then exits 0 silently without ru
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,14 @@ class Binary:
             )
         return found
 
+    def version(self, flag: str) -> str:
+        """The first ``vX.Y.Z`` the binary prints about itself ("unknown" if none)."""
+        out = subprocess.run([self.path(), flag], capture_output=True, text=True)
+        found = VERSION.search(out.stdout + out.stderr)
+        return found.group(1) if found else "unknown"
+
+
+VERSION = re.compile(r"\bv(\d+(?:\.\d+)+)\b")
 
 KEEPALIVED = Binary("keepalived", "keepalived")
 CONNTRACKD = Binary("conntrackd", "conntrackd")
@@ -133,9 +142,7 @@ class Keepalived:
         return bool(self.pids())
 
     def version(self) -> str:
-        out = subprocess.run([KEEPALIVED.path(), "--version"], capture_output=True, text=True)
-        first = (out.stderr or out.stdout).splitlines()
-        return first[0].split()[1].lstrip("v") if first else "unknown"
+        return KEEPALIVED.version("--version")
 
     def config_test(self, conf: Path) -> str | None:
         """None when keepalived accepts ``conf``, else what it complained about."""
@@ -193,9 +200,7 @@ class Conntrackd:
         return bool(self.pids())
 
     def version(self) -> str:
-        out = subprocess.run([CONNTRACKD.path(), "-v"], capture_output=True, text=True)
-        words = (out.stdout or out.stderr).split()
-        return words[-1].lstrip("v") if words else "unknown"
+        return CONNTRACKD.version("-v")
 
     def start(self) -> None:
         if self.running():
