@@ -21,7 +21,6 @@ from textual.worker import Worker, WorkerState
 
 from skutui.ui.errors import LOG_FILE, describe
 from skutui.ui.profile import ConsoleProfile, styles_dir
-from skutui.ui.screens.start import StartScreen
 from skutui.ui.state import ClusterView, read_view
 
 if TYPE_CHECKING:
@@ -120,6 +119,8 @@ class SkutuiApp(App[None]):
 
     def get_default_screen(self) -> Screen:
         if self.view is None:
+            from skutui.ui.screens.start import StartScreen
+
             return StartScreen()
         return self.home_screen(self.view)
 
@@ -169,6 +170,8 @@ class SkutuiApp(App[None]):
         says so there, with a retry; later it is a dialog over whatever is shown."""
         if event.state != WorkerState.ERROR:
             return
+        from skutui.ui.screens.start import StartScreen
+
         message = describe(event.worker.error)
         if isinstance(self.screen, StartScreen):
             self.screen.show_failure(message)

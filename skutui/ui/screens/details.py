@@ -19,6 +19,25 @@ CONFIGURATION_ACTIONS = frozenset({"edit", "destroy"})
 
 class DetailsScreen(ConsoleScreen):
     SUB_TITLE = "Cluster details"
+    DEFAULT_CSS = """
+    DetailsScreen {
+        .read-only {
+            color: $text-warning;
+            text-style: bold;
+            margin-bottom: 1;
+        }
+        .setting {
+            height: auto;
+        }
+        .setting-value {
+            width: 1fr;
+        }
+        #actions {
+            height: auto;
+            margin-top: 1;
+        }
+    }
+    """
     BINDINGS = [
         Binding("n", "nodes", "Show nodes", id="details.nodes"),
         Binding("e", "edit", "Edit", id="details.edit"),

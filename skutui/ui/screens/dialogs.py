@@ -16,8 +16,44 @@ from skutui.ui.widgets.bars import KeyBar
 from skutui.ui.widgets.fields import ActionButton
 
 
+def dialog_css(name: str, body_lines: int = 16) -> str:
+    """The styles of a dialog screen class: a framed box in the middle of the screen."""
+    return f"""
+    {name} {{
+        align: center middle;
+        #dialog {{
+            width: 72;
+            max-width: 100%;
+            height: auto;
+            max-height: 100%;
+            border: round $primary;
+            background: $surface;
+            padding: 0 1;
+        }}
+        &.-danger #dialog, &.-error #dialog {{
+            border: round $error;
+        }}
+        #dialog-title {{
+            text-style: bold;
+            margin-bottom: 1;
+        }}
+        #dialog-body {{
+            height: auto;
+            max-height: {body_lines};
+        }}
+        #dialog-buttons {{
+            height: auto;
+            margin-top: 1;
+            align-horizontal: right;
+        }}
+    }}
+    """
+
+
 class ConfirmDialog(ModalScreen[bool]):
     """Asks before something happens; the safe answer has the focus, so Enter never destroys."""
+
+    DEFAULT_CSS = dialog_css("ConfirmDialog")
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
@@ -62,6 +98,8 @@ class ConfirmDialog(ModalScreen[bool]):
 
 class NoticeDialog(ModalScreen[None]):
     """A result or an error the operator reads and acknowledges; it does not vanish by itself."""
+
+    DEFAULT_CSS = dialog_css("NoticeDialog")
 
     BINDINGS = [
         Binding("enter", "close", "OK", id="notice.ok"),

@@ -9,6 +9,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from skutui.ui.screens.dialogs import dialog_css
 from skutui.ui.widgets.bars import KeyBar
 
 MOVING_AROUND = [
@@ -40,6 +41,7 @@ def binding_lines(app, screen: Screen) -> list[tuple[str, str, bool]]:
 
 
 class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = dialog_css("HelpScreen", body_lines=19)
     BINDINGS = [Binding("escape,f1", "close", "Close help", id="help.close")]
 
     def __init__(self, screen: Screen):

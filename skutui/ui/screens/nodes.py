@@ -66,6 +66,30 @@ def maintenance_question(row: NodeRow, peer: NodeRow | None, floating_ips: tuple
 
 class NodesScreen(ConsoleScreen):
     SUB_TITLE = "Nodes"
+    DEFAULT_CSS = """
+    NodesScreen {
+        .section {
+            margin-top: 1;
+            text-style: bold;
+        }
+        #nodes {
+            height: auto;
+            max-height: 8;
+        }
+        #split-brain {
+            margin-bottom: 1;
+        }
+        #selected {
+            margin-top: 1;
+            height: auto;
+        }
+        #events {
+            height: 1fr;
+            min-height: 3;
+            overflow-y: auto;
+        }
+    }
+    """
     BINDINGS = [
         Binding("m", "maintenance", "Maintenance on/off", id="nodes.maintenance"),
         Binding("r", "refresh", "Refresh", id="nodes.refresh"),

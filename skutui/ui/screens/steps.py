@@ -32,6 +32,12 @@ RUNNING, SUCCEEDED, STOPPED, FAILED = "running", "succeeded", "stopped", "failed
 
 
 class StepsScreen(ConsoleScreen):
+    DEFAULT_CSS = """
+    StepsScreen #steps {
+        height: 1fr;
+        overflow-y: auto;
+    }
+    """
     BINDINGS = [
         Binding("enter", "finish", "Continue", id="steps.continue"),
         Binding("escape", "back", "Back", id="steps.back"),

@@ -17,6 +17,19 @@ T = TypeVar("T", bound=Hashable)
 class Checklist(SelectionList[T]):
     """Several options, each shown `[X]` chosen or `[ ]` not; Space or Enter changes one."""
 
+    DEFAULT_CSS = """
+    Checklist {
+        height: auto;
+        max-height: 6;
+        border: none;
+        padding: 0;
+        &:focus {
+            border: none;
+            background-tint: $foreground 10%;
+        }
+    }
+    """
+
     MARK_WIDTH = 4
 
     def _get_left_gutter_width(self) -> int:
