@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Label, Static
+from textual.widgets import Static
 
 from skutui.ui.screens.base import ConsoleScreen
 from skutui.ui.screens.dialogs import ConfirmDialog
 from skutui.ui.screens.steps import StepsScreen
 from skutui.ui.state import ClusterView
-from skutui.ui.widgets.fields import ActionButton
+from skutui.ui.widgets.fields import LABEL_WIDTH, ActionButton
 
 CONFIGURATION_ACTIONS = frozenset({"edit", "destroy"})
 
@@ -25,12 +27,6 @@ class DetailsScreen(ConsoleScreen):
             color: $text-warning;
             text-style: bold;
             margin-bottom: 1;
-        }
-        .setting {
-            height: auto;
-        }
-        .setting-value {
-            width: 1fr;
         }
         #actions {
             height: auto;
@@ -66,14 +62,22 @@ class DetailsScreen(ConsoleScreen):
             ("Nodes", "\n".join(nodes)),
         ]
 
+    def settings_table(self) -> Table:
+        """Every setting as a label and its value, in one widget: long values wrap under
+        themselves, beside their label."""
+        text = self.app.profile.text
+        table = Table.grid(expand=True)
+        table.add_column(width=LABEL_WIDTH, no_wrap=True)
+        table.add_column(ratio=1)
+        for name, value in self.settings():
+            table.add_row(name, Text(text(value)))
+        return table
+
     def compose_body(self) -> ComposeResult:
         text = self.app.profile.text
         if self.view.read_only_reason:
             yield Static(text(self.view.read_only_reason), classes="read-only", markup=False)
-        for name, value in self.settings():
-            with Horizontal(classes="setting"):
-                yield Label(name, classes="field-label")
-                yield Static(text(value), classes="setting-value", markup=False)
+        yield Static(self.settings_table(), id="settings")
         read_only = self.view.read_only_reason is not None
         with Horizontal(id="actions"):
             yield ActionButton("Show nodes", id="nodes", action="screen.nodes")
