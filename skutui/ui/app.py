@@ -16,6 +16,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -58,7 +59,6 @@ PRELOAD_DELAY = 0.1
 while they run, and the home screen's first frames come first."""
 
 
-
 class SkutuiApp(App[None]):
     TITLE = "skutui"
     ENABLE_COMMAND_PALETTE = False
@@ -87,6 +87,8 @@ class SkutuiApp(App[None]):
         """True while a change to the cluster runs; quitting then would leave it half done."""
         self.preload = tuple(preload)
         self._preloaded: asyncio.Future[None] | None = None
+        self._drawn: asyncio.Event | None = None
+        """Set once the first screen has been drawn: the slow imports wait for it."""
         self._load_error: BaseException | None = None
         if profile.plain:
             self.theme = "ansi-dark"
@@ -95,7 +97,7 @@ class SkutuiApp(App[None]):
 
             scrollbar.install()
 
-    def get_driver_class(self):
+    def get_driver_class(self) -> type[Driver]:
         """On the plain profile, a driver that sends only the cells that changed: a serial
         line carries a status change in a few dozen bytes instead of whole screens."""
         if self.profile.plain and super().get_driver_class().__name__ == "LinuxDriver":
@@ -136,7 +138,8 @@ class SkutuiApp(App[None]):
         return DetailsScreen(view)
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self._drawn.set)
+        if self._drawn is not None:
+            self.call_after_refresh(self._drawn.set)
         error, self._load_error = self._load_error, None
         if isinstance(error, asyncio.TimeoutError):
             self.open_home()

@@ -57,6 +57,7 @@ async def test_configure_is_drawn_before_the_addresses_are_read():
         await on_screen(pilot, "ConfigureScreen")
         await shows(pilot, "203.0.113.5/24")
         assert "reading this node's addresses" not in screen_text(app)
+        assert "still being read" not in screen_text(app)
 
 
 async def test_no_usable_address_says_so_and_apply_is_not_offered():

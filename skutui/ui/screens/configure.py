@@ -102,11 +102,11 @@ class ConfigureScreen(FormScreen):
 
     def show_candidates(self, candidates: list[InterfaceAddress], problem: str = NO_ADDRESS) -> None:
         self.candidates = candidates
-        if candidates:
-            options, chosen = self.address_options()
-            self.query_one("#local_ip", Choice).set_options(options, chosen)
-            return
         choice = self.query_one("#local_ip", Choice)
+        choice.show_error(None)  # "still being read", from an Apply before they came
+        if candidates:
+            choice.set_options(*self.address_options())
+            return
         self.query_one("#body").mount(Static(problem, classes="problem", markup=False), before=choice)
         choice.remove()
         self.query_one("#apply", ActionButton).disabled = True
