@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skutui.core.store import _fsync_directory as fsync_dir  # one way to make renames durable
+from skutui.core.store import fsync_directory as fsync_dir
 from skutui.core.store import write_text_atomic
 
 log = logging.getLogger("skutui.agent")

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from skutui.agent.inotify import CREATED, OVERFLOW, TreeWatcher
-from skutui.core.store import _fsync_directory as fsync_dir  # one way to make renames durable
+from skutui.core.store import fsync_directory as fsync_dir
 
 MANIFEST_VERSION = 1
 DEBOUNCE = 0.2

@@ -118,10 +118,10 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FI
         except FileNotFoundError:
             pass
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make the rename durable. File systems that cannot fsync a directory (EINVAL) are skipped."""
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import asyncssh
 
+from skutui.core.store import write_bytes_atomic
 from skutui.peer.errors import HostKeyChanged, HostKeyNotConfirmed, pin_label
-from skutui.peer.localfs import make_private_dir, write_atomic
+from skutui.peer.localfs import make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class KnownHosts:
 
     def _rewrite(self, text: str) -> None:
         make_private_dir(self.path.parent)
-        write_atomic(self.path, text.encode(), 0o600)
+        write_bytes_atomic(self.path, text.encode(), 0o600)
 
 
 def public_key_line(key: asyncssh.SSHKey) -> str:

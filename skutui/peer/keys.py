@@ -17,10 +17,11 @@ from pathlib import Path
 import asyncssh
 
 from skutui.core.paths import Paths
+from skutui.core.store import write_bytes_atomic
 from skutui.peer.connection import DEFAULT_CONNECT_TIMEOUT, PeerConnection
 from skutui.peer.errors import KeyRejected, RemoteFileNotFound
 from skutui.peer.hostkeys import SSH_PORT, replace_pin
-from skutui.peer.localfs import add_authorized_key, make_private_dir, write_atomic
+from skutui.peer.localfs import add_authorized_key, make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,12 @@ def ensure_local_key(paths: Paths) -> str:
     if private.exists():
         if not public.exists():
             key = asyncssh.read_private_key(private)
-            write_atomic(public, key.export_public_key("openssh"), 0o644)
+            write_bytes_atomic(public, key.export_public_key("openssh"), 0o644)
         return public.read_text().strip()
     make_private_dir(private.parent)
     key = asyncssh.generate_private_key("ssh-ed25519", comment=f"skutui@{socket.gethostname()}")
-    write_atomic(private, key.export_private_key("openssh"), 0o600)
-    write_atomic(public, key.export_public_key("openssh"), 0o644)
+    write_bytes_atomic(private, key.export_private_key("openssh"), 0o600)
+    write_bytes_atomic(public, key.export_public_key("openssh"), 0o644)
     log.info("created this node's SSH key %s", private)
     return public.read_text().strip()
 
@@ -80,7 +81,7 @@ def authorize_key_locally(public_key: str, authorized_keys: Path = ROOT_AUTHORIZ
         text = ""
     text, added = add_authorized_key(text, public_key)
     if added:
-        write_atomic(authorized_keys, text.encode(errors="surrogateescape"), 0o600)
+        write_bytes_atomic(authorized_keys, text.encode(errors="surrogateescape"), 0o600)
         log.info("authorized the peer's key in %s", authorized_keys)
     return added
 

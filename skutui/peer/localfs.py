@@ -1,33 +1,9 @@
-"""Files on this node that the key exchange touches, written so a crash never leaves half."""
+"""Folders and authorized_keys text for the key exchange; files are written with
+``skutui.core.store.write_bytes_atomic``."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename.
-
-    Readers (sshd, asyncssh) see the old file or the new one, never a partial one.
-    """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)  # os.open applied the umask; set the exact mode
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def make_private_dir(path: Path) -> None:
@@ -37,14 +13,6 @@ def make_private_dir(path: Path) -> None:
         path.mkdir(mode=0o700)
     except FileExistsError:
         pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def add_authorized_key(text: str, public_key: str) -> tuple[str, bool]:
