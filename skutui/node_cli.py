@@ -21,22 +21,16 @@ def _node():
     return LocalNode(Paths.from_env())
 
 
-def _facts(args) -> int:
-    json.dump(_node().facts().to_dict(), sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+def _answer(method: str):
+    """A step that prints what this node answers, as one JSON document."""
 
+    def run(args) -> int:
+        answer = getattr(_node(), method)()
+        json.dump(answer.to_dict() if hasattr(answer, "to_dict") else answer, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
 
-def _snapshot(args) -> int:
-    json.dump(_node().snapshot(), sys.stdout)
-    sys.stdout.write("\n")
-    return 0
-
-
-def _inventory(args) -> int:
-    json.dump(_node().inventory(), sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    return run
 
 
 def _restore(args) -> int:
@@ -84,10 +78,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     node = commands.add_parser("node", help="operations on this node (used by the lifecycle over SSH)")
     steps = node.add_subparsers(title="operations", metavar="OPERATION", required=True)
     for name, func, text in (
-        ("facts", _facts, "print this node's facts as JSON"),
-        ("inventory", _inventory, "print what pre-flight compares, as JSON"),
+        ("facts", _answer("facts"), "print this node's facts as JSON"),
+        ("inventory", _answer("inventory"), "print what pre-flight compares, as JSON"),
         ("reload", _simple("reload"), "re-render the daemon configurations and reload keepalived"),
-        ("snapshot", _snapshot, "print the files and daemons a rollback restores, as JSON"),
+        ("snapshot", _answer("snapshot"), "print the files and daemons a rollback restores, as JSON"),
         ("restore", _restore, "restore a snapshot read from standard input"),
         ("apply", _apply, "write the cluster.toml read from standard input and the daemon configurations"),
         ("start", _simple("start"), "start conntrackd, keepalived and the agent"),
