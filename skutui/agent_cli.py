@@ -12,7 +12,6 @@ import shlex
 import socket
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import PurePosixPath
 
@@ -87,8 +86,10 @@ def _exec(args: argparse.Namespace) -> int:
     except JournalError as exc:
         raise CommandError(f"`{command}` ran here but cannot be queued for {peer.hostname}: "
                            f"{exc}") from None
+    wait = 0.0 if args.no_wait else max(args.wait, 0.0)
     try:
-        control.request(paths.control_socket, "wake")
+        control.request(paths.control_socket, "wake", timeout=wait + control.CLIENT_TIMEOUT,
+                        **({} if args.no_wait else {"seq": entry.seq, "wait": wait}))
     except (control.ControlError, OSError):
         _note(f"queued as #{entry.seq} for {peer.hostname}; the agent is not running on this "
               "node, so it replays when the agent starts (`skutui node start`)")
@@ -96,7 +97,7 @@ def _exec(args: argparse.Namespace) -> int:
     if args.no_wait:
         _note(f"queued as #{entry.seq} for {peer.hostname}")
         return EXIT_OK
-    outcome = _wait_outcome(journal, entry.seq, args.wait)
+    outcome = journal.outcome(entry.seq)
     if outcome is None:
         _note(f"#{entry.seq} is queued for {peer.hostname}: no answer within {args.wait:g} s "
               "(is it away?). It replays in order when it answers; follow it with "
@@ -107,15 +108,6 @@ def _exec(args: argparse.Namespace) -> int:
         return EXIT_OK
     _note(f"#{entry.seq} FAILED on {peer.hostname}: {outcome.describe()}")
     return EXIT_FAILED
-
-
-def _wait_outcome(journal, seq: int, wait: float):
-    deadline = time.monotonic() + wait
-    while True:
-        outcome = journal.outcome(seq)
-        if outcome is not None or time.monotonic() >= deadline:
-            return outcome
-        time.sleep(0.1)
 
 
 def announce_transition(paths: Paths, state: str, failed: list[str]) -> bool:
@@ -281,18 +273,24 @@ def _sync_apply(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    """One JSON entry a line on standard input, one JSON answer a line on standard output
+    (the outcome, or ``{"refused": why}``), until end of input: the master keeps this
+    running over its connection, so no process is started per command."""
     from skutui.agent.journal import Entry, JournalError, apply_entry
 
     paths = Paths.from_env()
-    _refuse_if_master(paths, "a replayed command")
-    try:
-        entry = Entry.from_dict(_request_from_stdin("replayed entry"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CommandError(f"the replayed entry is not valid: {exc}", EXIT_BAD_INPUT) from None
-    try:
-        return _answer(apply_entry(paths.journal_dir, entry).to_dict())
-    except JournalError as exc:
-        raise CommandError(str(exc)) from None
+    for line in sys.stdin:
+        try:
+            _refuse_if_master(paths, "a replayed command")
+            try:
+                entry = Entry.from_dict(json.loads(line))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CommandError(f"the replayed entry is not valid: {exc}") from None
+            answer = apply_entry(paths.journal_dir, entry).to_dict()
+        except (CommandError, JournalError) as exc:
+            answer = {"refused": str(exc)}
+        print(json.dumps(answer), flush=True)
+    return EXIT_OK
 
 
 def _journal(args: argparse.Namespace) -> int:
@@ -328,8 +326,8 @@ def register_node_steps(steps: argparse._SubParsersAction) -> None:
     for name, func, text in (
         ("sync-apply", _sync_apply, "apply a sync request read from standard input "
                                     "(deletes, directories, links, metadata)"),
-        ("replay", _replay, "run a replayed journal entry read from standard input, at most "
-                            "once"),
+        ("replay", _replay, "run replayed journal entries, one JSON line each on standard "
+                            "input, each at most once"),
     ):
         steps.add_parser(name, help=text).set_defaults(func=func)
 

@@ -21,6 +21,8 @@ from skutui.core.paths import Paths
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+"""Stopped with Ctrl+C, as a shell reports a command ended by SIGINT."""
 DEBUG_ENV = "SKUTUI_DEBUG"
 
 
@@ -147,6 +149,11 @@ def run(argv: list[str]) -> int:
         print(f"skutui: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
+        from skutui.core.api import Interrupted
+
+        if isinstance(exc, Interrupted):
+            print(f"skutui: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         bad_input, failed = _expected_errors()
         if isinstance(exc, bad_input):
             print(f"skutui: {exc}", file=sys.stderr)
@@ -161,4 +168,4 @@ def run(argv: list[str]) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("skutui: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from skutui.core import validation
-from skutui.core.api import CheckResult, CreateRequest, EditRequest, NodeRow, NodeSide, Progress, ServiceError
+from skutui.core.api import (CheckResult, CreateRequest, EditRequest, Interrupted, NodeRow,
+                             NodeSide, Progress, ServiceError)
 from skutui.core.digest import NodeFacts as DigestFacts
 from skutui.core.digest import digest
 from skutui.core.model import FAILBACK_DISABLED, ClusterConfig, Node, Role, Status
@@ -353,7 +354,7 @@ async def _transaction(nodes: list[NodeOps], steps: Callable[[], Awaitable[None]
         if problems:
             raise ServiceError(f"{_message(exc)}; rollback incomplete: {'; '.join(problems)}") from None
         if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
-            raise
+            raise Interrupted("interrupted; both nodes were rolled back as they were") from None
         raise ServiceError(f"{_message(exc)}; both nodes were rolled back as they were") from None
 
 

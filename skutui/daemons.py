@@ -71,12 +71,16 @@ def process_ids(*arguments: str, comm: str | None = None) -> list[int]:
     return sorted(found)
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_state(pid: int) -> str | None:
+    """The kernel's one-letter state of ``pid`` (R, S, T for stopped, Z…), None if gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    return _pid_state(pid) not in (None, "Z")
 
 
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
@@ -139,7 +143,11 @@ class Keepalived:
         return process_ids(str(self.paths.keepalived_conf), comm="keepalived")
 
     def running(self) -> bool:
-        return bool(self.pids())
+        """Its processes exist and none of them is stopped (SIGSTOP, a debugger): a
+        stopped keepalived sends no advert, so the peer takes over while this node still
+        holds the floating IPs; it counts as not running, and the agent releases them."""
+        pids = self.pids()
+        return bool(pids) and not any(_pid_state(pid) in ("T", "t") for pid in pids)
 
     def version(self) -> str:
         return KEEPALIVED.version("--version")
@@ -152,7 +160,7 @@ class Keepalived:
         return None if out.returncode == 0 else (out.stderr or out.stdout).strip()
 
     def start(self) -> None:
-        if self.running():
+        if self.pids():
             return
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         spawn_detached(

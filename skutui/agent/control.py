@@ -7,6 +7,9 @@ server also checks the caller's uid). The client sends one JSON line, the server
     {"op": "events", "recent": N}   -> the last N events, then each new one, one a line
     {"op": "post", "event": {...}}  -> {"ok": true}   (kind, message, level, data)
     {"op": "wake"}                  -> {"ok": true}   (replay the journal now)
+    {"op": "wake", "seq": N, "wait": S}
+                                    -> {"ok": true, "acked": bool}   once the peer answered
+                                       entry N, or after S seconds
     anything else                   -> {"ok": false, "error": "..."}
 
 An event is ``{"time", "node", "kind", "level", "message"[, "data"]}``: ``time`` is ISO 8601
@@ -25,7 +28,7 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,6 +40,8 @@ RECENT_KEPT = 200
 SUBSCRIBER_QUEUE = 1000
 MAX_REQUEST = 64 * 1024
 CLIENT_TIMEOUT = 5.0
+MAX_WAIT = 3600.0
+"""Longest a client may wait on the socket for a replayed entry's answer, in seconds."""
 
 
 def now_iso(at: float | None = None) -> str:
@@ -96,13 +101,15 @@ class ControlServer:
 
     def __init__(self, path: Path, bus: EventBus, state: Callable[[], dict], *,
                  on_wake: Callable[[], None] = lambda: None,
-                 on_post: Callable[[str, str, str, dict], object] | None = None) -> None:
+                 on_post: Callable[[str, str, str, dict], object] | None = None,
+                 on_wait: Callable[[int, float], Awaitable[bool]] | None = None) -> None:
         self.path = Path(path)
         self.bus = bus
         self.state = state
         self.on_wake = on_wake
         self.on_post = on_post or (lambda kind, message, level, data:
                                    bus.emit(kind, message, level=level, **data))
+        self.on_wait = on_wait
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Task] = set()
 
@@ -171,7 +178,7 @@ class ControlServer:
             await _send(writer, {"ok": True, "state": self.state()})
         elif op == "wake":
             self.on_wake()
-            await _send(writer, {"ok": True})
+            await _send(writer, await self._wait(request))
         elif op == "post":
             await _send(writer, self._post(request.get("event")))
         elif op == "events":
@@ -179,6 +186,15 @@ class ControlServer:
         else:
             await _send(writer, {"ok": False, "error": f"unknown request {op!r}; known: "
                                                        "state, events, post, wake"})
+
+    async def _wait(self, request: dict) -> dict:
+        if "seq" not in request or self.on_wait is None:
+            return {"ok": True}
+        try:
+            seq, wait = int(request["seq"]), min(float(request.get("wait", 0)), MAX_WAIT)
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "seq is a whole number and wait a number of seconds"}
+        return {"ok": True, "acked": await self.on_wait(seq, max(wait, 0.0))}
 
     def _post(self, event) -> dict:
         if not isinstance(event, dict) or event.get("kind") not in KINDS:

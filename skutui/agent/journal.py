@@ -468,26 +468,40 @@ class ReplayBlocked(Exception):
 
 
 class SshReplayTarget:
-    """Sends entries to ``skutui node replay`` on the peer, over the kept connection."""
+    """Sends entries to one ``skutui node replay`` kept running on the peer, over the kept
+    connection: a line out, a line back, no process started per command."""
 
     def __init__(self, peer, command: Sequence[str] = ("skutui", "node")) -> None:
         self.peer = peer
-        self.command = tuple(command)
+        self.command = (*command, "replay")
+        self._process = None
 
     async def replay(self, entry: Entry) -> Outcome:
-        from skutui.peer import RemoteCommandFailed
+        from skutui.peer import PeerError, RemoteCommandFailed
 
+        if self._process is None or self._process.closed:
+            self._process = await self.peer.open_process(self.command)
         try:
-            result = await self.peer.run_checked(
-                [*self.command, "replay"], input=json.dumps(entry.to_dict()),
-                timeout=entry.timeout + 30)
-            return Outcome.from_dict(json.loads(result.stdout))
+            answer = json.loads(await self._process.ask(json.dumps(entry.to_dict()),
+                                                        entry.timeout + 30))
+            if "refused" in answer:
+                raise ReplayBlocked(f"the peer refused #{entry.seq}: {answer['refused']}")
+            return Outcome.from_dict(answer)
         except RemoteCommandFailed as exc:
             detail = (exc.stderr or exc.stdout).strip().removeprefix("skutui: ") or str(exc)
             raise ReplayBlocked(f"the peer refused #{entry.seq}: {detail}") from None
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
+            self.close()
             raise ReplayBlocked(f"the peer's answer to #{entry.seq} is not understood "
                                 f"({exc}); are both nodes on the same skutui version?") from None
+        except PeerError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
 
 class Replayer:

@@ -67,6 +67,8 @@ class PeerLink:
         self.error: str | None = None
         self.since: float | None = None
         self.on_up: list[Callable[[], object]] = []
+        self.replay_target = SshReplayTarget(connection)
+        """The peer's replayer, kept running over the connection between commands."""
 
     @property
     def name(self) -> str:
@@ -99,12 +101,14 @@ class PeerLink:
         if self.up is not False:
             self.since = time.time()
         self.up, self.error = False, message
+        self.replay_target.close()
 
     def status(self) -> dict:
         return {"name": self.node.hostname, "host": self.node.ip, "up": self.up,
                 "since": self.since, "error": self.error}
 
     async def close(self) -> None:
+        self.replay_target.close()
         await self.connection.close()
 
 
@@ -159,6 +163,8 @@ class Agent:
         self._role_seen: tuple[Role, float] | None = None
         """A change the rounds see but nobody announced yet, and when it was first seen."""
         self._replay_wake = asyncio.Event()
+        self._acked = asyncio.Event()
+        """Set, and replaced by a fresh one, each time the peer answers an entry."""
         self._blocked_until = 0.0
         self._sync_retry_at = 0.0
         self._closing: list[asyncio.Task] = []
@@ -360,7 +366,7 @@ class Agent:
         if (self.node.effective_role() is not Role.MASTER
                 or time.monotonic() < self._blocked_until):
             return
-        replayer = Replayer(self.journal, SshReplayTarget(link.connection), self.events.emit)
+        replayer = Replayer(self.journal, link.replay_target, self._replayed)
         try:
             await replayer.replay_pending(before_each=self._flush_sync)
         except PeerUnreachable as exc:
@@ -375,6 +381,28 @@ class Agent:
             self.replication_error = None
         with contextlib.suppress(JournalError):
             self.queued = len(self.journal.pending())
+
+    def _replayed(self, kind: str, message: str, **data) -> None:
+        self.events.emit(kind, message, **data)
+        acked, self._acked = self._acked, asyncio.Event()
+        acked.set()
+
+    async def wait_acked(self, seq: int, wait: float) -> bool:
+        """Whether the peer has answered entry ``seq``, waiting up to ``wait`` seconds
+        (``skutui exec`` waits here instead of polling the journal)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            try:
+                if self.journal.outcome(seq) is not None:
+                    return True
+            except JournalError:
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), remaining)
 
     def _blocked(self, message: str, retry: float, level: str = "error") -> None:
         self.replication_error = message
@@ -454,7 +482,8 @@ class Agent:
 
     async def run(self) -> None:
         server = ControlServer(self.paths.control_socket, self.events, self.state,
-                               on_wake=self.wake_replay, on_post=self.posted)
+                               on_wake=self.wake_replay, on_post=self.posted,
+                               on_wait=self.wait_acked)
         await server.start()
         self.events.emit("agent", f"agent started (pid {os.getpid()})")
         loops = [asyncio.create_task(coro, name=coro.__name__) for coro in (

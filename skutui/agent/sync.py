@@ -42,8 +42,11 @@ from skutui.agent.inotify import CREATED, OVERFLOW, TreeWatcher
 from skutui.core.store import fsync_directory as fsync_dir
 
 MANIFEST_VERSION = 1
-DEBOUNCE = 0.2
-"""Seconds to gather a burst of changes (an editor's save, a package upgrade) into one push."""
+DEBOUNCE = 0.02
+"""A burst of changes (an editor's save, a package upgrade) ends when no change came for
+this many seconds: one push per burst, without delaying a lone change much."""
+GATHER_LIMIT = 0.5
+"""A burst that never goes quiet is pushed after this many seconds all the same."""
 RECONCILE_EVERY = 300.0
 RETRY_AFTER_ERROR = 30.0
 MAX_FILE_SIZE = 64 * 1024 * 1024
@@ -625,7 +628,7 @@ class SyncService:
                 wait = min(next_compare, self._retry_at or next_compare) - loop.time()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(wait, 0))
-                    await asyncio.sleep(self.debounce)  # let the rest of a burst arrive
+                    await self._gather()
                 self._wake.clear()
                 if loop.time() >= next_compare:
                     next_compare = loop.time() + self.reconcile_every
@@ -638,6 +641,18 @@ class SyncService:
                 loop.remove_reader(self.watcher.fileno())
             self.watcher.close()
             self.report("sync", "sync watcher stopped")
+
+    async def _gather(self) -> None:
+        """Return once changes have stopped coming for ``debounce`` seconds, or after
+        GATHER_LIMIT seconds of changes that never stop."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + GATHER_LIMIT
+        while (remaining := end - loop.time()) > 0:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(self.debounce, remaining))
+            except asyncio.TimeoutError:
+                return
 
     def filter_skips(self, path: Path) -> bool:
         return self.pusher.filter.skips(path)

@@ -78,6 +78,10 @@ class ServiceError(Exception):
     """A failure the operator must read: the message names what, the value and the fix."""
 
 
+class Interrupted(ServiceError):
+    """The operator stopped an operation (Ctrl+C); the message says what was undone."""
+
+
 class ClusterService(Protocol):
     async def local_hostname(self) -> str: ...
 

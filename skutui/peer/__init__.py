@@ -45,6 +45,7 @@ from skutui.peer.connection import (
     DEFAULT_KEEPALIVE_INTERVAL,
     CommandResult,
     PeerConnection,
+    PeerProcess,
     command_line,
 )
 from skutui.peer.errors import (
@@ -80,8 +81,8 @@ __all__ = [
     "DEFAULT_KEEPALIVE_INTERVAL", "AuthenticationFailed", "CommandResult", "CommandTimeout",
     "HostKeyChanged", "HostKeyError", "HostKeyNotConfirmed", "HostKeyNotPinned",
     "InstalledKeys", "KeyRejected", "KnownHosts", "OfferedHostKey", "PasswordLoginDisabled",
-    "PasswordRejected", "PeerConnection", "PeerError", "PeerTimeout", "PeerUnreachable",
-    "RemoteCommandFailed", "RemoteFileError", "RemoteFileNotFound", "SkutuiMissing",
-    "authorize_key_locally", "command_line", "ensure_local_key", "fetch_host_key",
-    "fingerprint", "install_keys", "local_host_key", "pin_peer",
+    "PasswordRejected", "PeerConnection", "PeerError", "PeerProcess", "PeerTimeout",
+    "PeerUnreachable", "RemoteCommandFailed", "RemoteFileError", "RemoteFileNotFound",
+    "SkutuiMissing", "authorize_key_locally", "command_line", "ensure_local_key",
+    "fetch_host_key", "fingerprint", "install_keys", "local_host_key", "pin_peer",
 ]

@@ -301,6 +301,14 @@ class PeerConnection:
         finally:
             process.close()
 
+    async def open_process(self, command: Command) -> PeerProcess:
+        """A long-running command on the peer that answers one line for each line it is
+        sent (the backup's replayer): one session for many requests."""
+        line = command_line(command)
+        with self._transport_errors(f"running `{line}`"):
+            process = await self._open_session(lambda conn: conn.create_process(line))
+        return PeerProcess(self, line, process)
+
     async def run_checked(self, command: Command, *, input: str | bytes | None = None,
                           timeout: float | None = None) -> CommandResult:
         """Like :meth:`run`, but a non-zero exit raises :class:`RemoteCommandFailed`."""
@@ -514,6 +522,49 @@ class PeerConnection:
             except asyncssh.SFTPError as exc:
                 raise RemoteFileError(self.host, path, (
                     f"cannot {verb} {path} on {self.host}: {exc.reason}")) from exc
+
+
+class PeerProcess:
+    """A command started by :meth:`PeerConnection.open_process`."""
+
+    def __init__(self, connection: PeerConnection, command: str,
+                 process: asyncssh.SSHClientProcess) -> None:
+        self.connection = connection
+        self.command = command
+        self._process = process
+
+    @property
+    def closed(self) -> bool:
+        return self._process.is_closing()
+
+    async def ask(self, request: str, timeout: float) -> str:
+        """Send one line, return the one line answered. The command ending instead is a
+        :class:`RemoteCommandFailed` (its exit status and error output), or
+        :class:`PeerUnreachable` when the connection went with it."""
+        connection = self.connection
+        with connection._transport_errors(f"talking to `{self.command}`"):
+            self._process.stdin.write(request + "\n")
+            try:
+                answer = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+            except asyncio.TimeoutError:
+                self.close()
+                raise CommandTimeout(connection.host, self.command, timeout) from None
+            if answer.endswith("\n"):
+                return answer
+            if connection._conn is None or connection._conn.is_closed():
+                self.close()
+                raise asyncssh.ConnectionLost("the connection closed")
+            try:
+                completed = await asyncio.wait_for(self._process.wait(), 5)
+            finally:
+                self.close()
+        status = completed.exit_status
+        raise RemoteCommandFailed(connection.host, self.command,
+                                  -1 if status is None else status, answer,
+                                  _text(completed.stderr))
+
+    def close(self) -> None:
+        self._process.close()
 
 
 def _text(output: bytes | str | None) -> str:

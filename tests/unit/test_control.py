@@ -224,6 +224,18 @@ async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path
         assert state["sync"] is True and state["peer"]["up"] is True
         assert state["replication"]["pending"] == 0 and state["replication"]["acked"] == 1
         assert state["services"]["haproxy"] is False
+        # `skutui exec` waits on the socket until the peer has answered its entry.
+        entry = Journal(paths.journal_dir).append(["true"], origin="node-a")
+        answer = await asyncio.to_thread(control.request, paths.control_socket, "wake",
+                                         seq=entry.seq, wait=5)
+        assert answer == {"ok": True, "acked": True}
+        assert Journal(paths.journal_dir).outcome(entry.seq).ok
+        assert peer.replayed[-1] == ["true"]
+        answer = await asyncio.to_thread(control.request, paths.control_socket, "wake",
+                                         seq=entry.seq + 1, wait=0.1)
+        assert answer == {"ok": True, "acked": False}, "no such entry: no answer, in time"
+        assert sum(1 for c in peer.commands if c.endswith("node replay")) == 1, (
+            "one replayer process on the peer serves every entry")
 
         paths.role_file.write_text("backup\n")
         await wait_until(lambda: published().get("sync") is False)
@@ -231,7 +243,7 @@ async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path
         Journal(paths.journal_dir).append(["true"], origin="node-a")
         await asyncio.sleep(0.3)
         assert not peer.path(str(paths.config_root / "late.cfg")).exists()
-        assert len(peer.replayed) == 1
+        assert len(peer.replayed) == 2
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -63,6 +63,8 @@ class SkutuiPeer(FakePeer):
         if argv[:2] != ["skutui", "node"] or len(argv) < 3:
             return await super()._command(process)
         self.commands.append(process.command)
+        if argv[2] == "replay":
+            return await self._replay(process)
         try:
             answer = await self._skutui_node(argv[2], argv[3:], process)
         except Exception as exc:  # noqa: BLE001 - what skutui's CLI prints for its errors
@@ -84,11 +86,20 @@ class SkutuiPeer(FakePeer):
         if step == "sync-apply":
             return await asyncio.to_thread(apply_request, request, under=self.root,
                                            own_excluded=(self.local_dir,))
-        if step == "replay":
-            outcome = await asyncio.to_thread(apply_entry, self.journal_dir,
-                                              Entry.from_dict(request), self.run_replayed)
-            return outcome.to_dict()
         raise ValueError(f"unknown step {step}")
+
+    async def _replay(self, process) -> None:
+        """Like `skutui node replay`: an answer a line for each entry a line, until EOF."""
+        async for line in process.stdin:
+            if self.role == "master":
+                answer = {"refused": "refusing: this node is the master too"}
+            else:
+                outcome = await asyncio.to_thread(apply_entry, self.journal_dir,
+                                                  Entry.from_dict(json.loads(line)),
+                                                  self.run_replayed)
+                answer = outcome.to_dict()
+            process.stdout.write(json.dumps(answer).encode() + b"\n")
+        process.exit(0)
 
 
 async def start_skutui_peer(root: Path, master: Paths, port: int = 0) -> SkutuiPeer:
