@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import socket
 import subprocess
@@ -15,12 +16,52 @@ import sys
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from skutui.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CommandError, print_json
+from skutui.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CommandError, Once, print_json
 from skutui.core.model import Role
 from skutui.core.paths import Paths
 
 DEFAULT_WAIT = 30.0
 """Seconds ``skutui exec`` waits for the backup's answer before leaving it queued."""
+SECONDS_MAX = 86400.0
+"""The most ``--wait`` and ``--command-timeout`` take: a day. Far longer overflows the
+system's own waits (poll() counts milliseconds in a C int: about 24 days), which would
+fail only after the command ran."""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    return value
+
+
+def _wait(text: str) -> float:
+    """``--wait``: 0 (do not wait) or more seconds."""
+    seconds = _seconds(text)
+    if not 0 <= seconds <= SECONDS_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; give 0 to {SECONDS_MAX:g} seconds")
+    return seconds
+
+
+def _command_timeout(text: str) -> float:
+    seconds = _seconds(text)
+    if not 0 < seconds <= SECONDS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range; give more than 0 seconds, at most {SECONDS_MAX:g}")
+    return seconds
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; give 0 or more")
+    return value
 
 
 def _note(text: str) -> None:
@@ -198,10 +239,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "the backup is away it waits on disk and replays when it returns.")
     run.add_argument("--no-wait", action="store_true",
                      help="do not wait for the backup's answer")
-    run.add_argument("--wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
-                     help=f"how long to wait for the backup's answer (default {DEFAULT_WAIT:g})")
-    run.add_argument("--command-timeout", type=float, default=300.0, metavar="SECONDS",
-                     help="how long the command may run on the backup (default 300)")
+    run.add_argument("--wait", action=Once, type=_wait, default=DEFAULT_WAIT, metavar="SECONDS",
+                     help=f"how long to wait for the backup's answer (default {DEFAULT_WAIT:g}, at "
+                          f"most {SECONDS_MAX:g})")
+    run.add_argument("--command-timeout", action=Once, type=_command_timeout, default=300.0,
+                     metavar="SECONDS",
+                     help="how long the command may run on the backup (default 300, at most "
+                          f"{SECONDS_MAX:g})")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG…]")
     run.set_defaults(func=_exec)
 
@@ -211,7 +255,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "one JSON object a line with keys time, node, kind, level, message and "
                     "optionally data.")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
-    events.add_argument("--recent", type=int, default=10, metavar="N",
+    events.add_argument("--recent", action=Once, type=_count, default=10, metavar="N",
                         help="start with the last N events (default 10; 0 for only new ones)")
     events.add_argument("--state", action="store_true",
                         help="print the agent's current state and exit")
@@ -229,7 +273,7 @@ def _refuse_if_master(paths: Paths, what: str) -> None:
                            "both nodes (`skutui status`)")
 
 
-def _request_from_stdin(what: str) -> dict:
+def request_from_stdin(what: str) -> dict:
     try:
         request = json.load(sys.stdin)
     except ValueError as exc:
@@ -262,7 +306,7 @@ def _sync_apply(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     _refuse_if_master(paths, "configuration from the peer")
-    request = _request_from_stdin("sync request")
+    request = request_from_stdin("sync request")
     try:
         return _answer(apply_request(request, own_excluded=(PurePosixPath(paths.local_dir),)))
     except (KeyError, TypeError, ValueError) as exc:

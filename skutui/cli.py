@@ -34,6 +34,18 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+class Once(argparse.Action):
+    """Stores an option's one value, and refuses the option given again: argparse would
+    keep the last one silently, and a script that adds an option twice meant one of them."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in given:
+            raise argparse.ArgumentError(self, "given more than once; give it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

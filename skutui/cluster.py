@@ -88,7 +88,9 @@ class Lifecycle:
         remote_ip = validation.ip_address(remote_ip, "remote_ip")
         return await fetch_host_key(remote_ip, connect_timeout=self.connect_timeout)
 
-    async def _validated(self, request: CreateRequest) -> tuple[Any, str, tuple[str, ...], float]:
+    async def validate(self, request: CreateRequest) -> tuple[Any, str, tuple[str, ...], float]:
+        """Every value of ``request`` checked, against this node's addresses too: raises
+        ValidationError before anything is asked of the peer or changed on either node."""
         from skutui.net import discover_addresses
 
         if not request.password:
@@ -103,6 +105,8 @@ class Lifecycle:
         if request.failback not in (FAILBACK_DISABLED, "local", "remote"):
             raise validation.ValidationError(
                 "failback", f"Failback {request.failback!r} is not one of disabled, local, remote.")
+        if request.host_key_fingerprint is not None:
+            validation.host_key_fingerprint(request.host_key_fingerprint)
         return local, remote_ip, floating, interval
 
     async def _authenticate(self, remote_ip: str, local_ip: str, request: CreateRequest,
@@ -135,7 +139,7 @@ class Lifecycle:
         return (await self._preflight(request, progress))[0]
 
     async def _preflight(self, request: CreateRequest, progress: Progress):
-        local, remote_ip, floating, interval = await self._validated(request)
+        local, remote_ip, floating, interval = await self.validate(request)
         checks: list[CheckResult] = []
         local_inv = await self.local.inventory()
         checks.append(CheckResult(

@@ -100,6 +100,7 @@ def _confirm_erase(args: argparse.Namespace) -> None:
 
 async def _create(lifecycle, args) -> int:
     request = _request(args)
+    await lifecycle.validate(request)
     _confirm_erase(args)
     await lifecycle.create(request, _say)
     return 0
@@ -135,11 +136,19 @@ def _show(args: argparse.Namespace) -> int:
 
 
 async def _edit(lifecycle, args) -> int:
+    from skutui.core import validation
+
+    # What can be checked without the cluster is, so that a typo is bad input on any node.
+    tracked = floating = None
+    if args.track is not None:
+        tracked = validation.tracked_interfaces([t for t in args.track.split(",") if t], None)
+    if args.floating_ip is not None:
+        floating = validation.floating_ips(args.floating_ip)
     request = EditRequest(
         check_interval=args.check_interval,
         failback=args.failback,
-        tracked_interfaces=tuple(t for t in args.track.split(",") if t) if args.track is not None else None,
-        floating_ips=tuple(args.floating_ip) if args.floating_ip is not None else None,
+        tracked_interfaces=tracked,
+        floating_ips=floating,
     )
     lines = await lifecycle.edit(request, _say)
     for line in lines or ["Nothing to be changed"]:
@@ -199,21 +208,24 @@ def _interval(text: str) -> float:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from skutui.cli import Once
+
     cluster = commands.add_parser("cluster", help="create, show, edit or destroy the cluster")
     actions = cluster.add_subparsers(title="actions", metavar="ACTION", required=True)
 
     for name, func, text in (("check", _check, "run the pre-flight checks alone"),
                              ("create", _create, "create the cluster; this node becomes master")):
         action = actions.add_parser(name, help=text)
-        action.add_argument("--local-ip", required=True, help="this node's cluster IP")
-        action.add_argument("--remote-ip", required=True, help="the peer's cluster IP")
+        action.add_argument("--local-ip", action=Once, required=True, help="this node's cluster IP")
+        action.add_argument("--remote-ip", action=Once, required=True, help="the peer's cluster IP")
         action.add_argument("--password-stdin", action="store_true",
                             help="read the peer's root password (used once) from standard input")
         action.add_argument("--floating-ip", action="append", metavar="CIDR")
-        action.add_argument("--check-interval", type=_interval, metavar="SECONDS")
-        action.add_argument("--failback", choices=("disabled", "local", "remote"), default="disabled")
+        action.add_argument("--check-interval", action=Once, type=_interval, metavar="SECONDS")
+        action.add_argument("--failback", action=Once, choices=("disabled", "local", "remote"),
+                            default="disabled")
         trust = action.add_mutually_exclusive_group()
-        trust.add_argument("--accept-host-key", metavar="SHA256:…",
+        trust.add_argument("--accept-host-key", action=Once, metavar="SHA256:…",
                            help="the peer's host-key fingerprint, as checked on its console")
         trust.add_argument("--trust-new-host-key", action="store_true",
                            help="pin whatever host key the peer offers first (scripts)")
@@ -227,9 +239,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.set_defaults(func=_show)
 
     edit = actions.add_parser("edit", help="change the cluster on both nodes (master only)")
-    edit.add_argument("--check-interval", type=_interval, metavar="SECONDS")
-    edit.add_argument("--failback", metavar="disabled|local|remote|HOSTNAME")
-    edit.add_argument("--track", metavar="IF,…", help="tracked interfaces besides the cluster NIC")
+    edit.add_argument("--check-interval", action=Once, type=_interval, metavar="SECONDS")
+    edit.add_argument("--failback", action=Once, metavar="disabled|local|remote|HOSTNAME")
+    edit.add_argument("--track", action=Once, metavar="IF,…",
+                      help="tracked interfaces besides the cluster NIC")
     edit.add_argument("--floating-ip", action="append", metavar="CIDR",
                       help="the whole new list of floating IPs (repeat the option)")
     edit.set_defaults(func=_run(_edit))
@@ -240,7 +253,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     maintenance = commands.add_parser("maintenance", help="put a node in or out of maintenance")
     maintenance.add_argument("state", choices=("on", "off"))
-    maintenance.add_argument("--node", choices=("local", "remote"), default="local")
+    maintenance.add_argument("--node", action=Once, choices=("local", "remote"), default="local")
     maintenance.set_defaults(func=_run(_maintenance))
 
     nodes = commands.add_parser("nodes", help="the node table: role, status and message of each node")

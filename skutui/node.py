@@ -33,6 +33,10 @@ class NodeError(Exception):
     """An operation on this node was refused or failed; the message is for the operator."""
 
 
+class SnapshotError(NodeError):
+    """A snapshot to restore is not one ``snapshot()`` writes; nothing was touched."""
+
+
 def skutui_command() -> str:
     """The launcher of this very installation, for keepalived's notify hooks."""
     beside = Path(sys.executable).parent / "skutui"
@@ -338,20 +342,42 @@ class LocalNode:
         """Put this node back exactly as ``snapshot`` found it."""
         from skutui.agent import start_agent
 
+        files, running = _restore_plan(snapshot)
         self.stop()
-        modes = snapshot.get("modes", {})
-        for name, content in snapshot["files"].items():
-            path = Path(name)
+        for path, content, mode in files:
             if content is None:
                 path.unlink(missing_ok=True)
             else:
                 # The file's own mode: a restored keepalived.conf stays as readable as it was.
-                store.write_bytes_atomic(path, base64.b64decode(content),
-                                         modes.get(name, store.FILE_MODE))
-        running = snapshot["running"]
+                store.write_bytes_atomic(path, content, mode)
         if running.get("conntrackd"):
             self.conntrackd.start()
         if running.get("keepalived"):
             self.keepalived.start()
         if running.get("agent"):
             start_agent(self.paths)
+
+
+def _restore_plan(snapshot: object) -> tuple[list[tuple[Path, bytes | None, int]], dict]:
+    """The files (path, content or None for absent, mode) and daemons of a snapshot, checked
+    whole before restore() stops or writes anything."""
+    try:
+        if not isinstance(snapshot, dict):
+            raise TypeError("not an object")
+        files, modes, running = snapshot["files"], snapshot.get("modes", {}), snapshot["running"]
+        if not all(isinstance(part, dict) for part in (files, modes, running)):
+            raise TypeError("files, modes and running must be objects")
+        plan = []
+        for name, content in files.items():
+            mode = modes.get(name, store.FILE_MODE)
+            if not Path(name).is_absolute() or "\0" in name:
+                raise ValueError(f"{name!r} is not an absolute path")
+            if type(mode) is not int or not 0 <= mode <= 0o7777:
+                raise ValueError(f"the mode of {name!r} is {mode!r}")
+            data = None if content is None else base64.b64decode(content, validate=True)
+            plan.append((Path(name), data, mode))
+    except KeyError as exc:
+        raise SnapshotError(f"the snapshot to restore has no {exc} key") from None
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"the snapshot to restore is not valid: {exc}") from None
+    return plan, running

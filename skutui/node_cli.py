@@ -34,12 +34,27 @@ def _answer(method: str):
 
 
 def _restore(args) -> int:
-    _node().restore(json.load(sys.stdin))
+    from skutui.agent_cli import request_from_stdin
+    from skutui.cli import EXIT_BAD_INPUT, CommandError
+    from skutui.node import SnapshotError
+
+    snapshot = request_from_stdin("snapshot")
+    try:
+        _node().restore(snapshot)
+    except SnapshotError as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
     return 0
 
 
 def _apply(args) -> int:
-    config = store.loads(sys.stdin.read(), source="standard input")
+    """What standard input holds is this command's input: a bad cluster.toml there is bad
+    input (exit 2), unlike this node's own file, which fails the action that reads it."""
+    from skutui.cli import EXIT_BAD_INPUT, CommandError
+
+    try:
+        config = store.load_bytes(sys.stdin.buffer.read(), source="standard input")
+    except store.ConfigError as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
     _node().apply(config)
     return 0
 

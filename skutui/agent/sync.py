@@ -94,13 +94,16 @@ def synced_roots(synced_paths: Sequence[str], default: Path) -> tuple[list[PureP
     roots: list[PurePosixPath] = []
     refused: list[str] = []
     for text in synced_paths or (str(default),):
-        path = PurePosixPath(os.path.normpath(text))
+        normal = os.path.normpath(text)
+        if normal.startswith("//"):  # POSIX keeps two leading slashes; Linux reads them as one
+            normal = "/" + normal.lstrip("/")
+        path = PurePosixPath(normal)
         if not path.is_absolute():
-            refused.append(f"{text}: not an absolute path")
+            refused.append(f"{text!r}: not an absolute path")
         elif str(path) in UNSAFE_ROOTS:
-            refused.append(f"{text}: a whole system folder; name the subfolder to sync")
+            refused.append(f"{text!r}: a whole system folder; name the subfolder to sync")
         elif any(str(path).startswith(tree + "/") for tree in VIRTUAL_TREES):
-            refused.append(f"{text}: a virtual or runtime file system")
+            refused.append(f"{text!r}: a virtual or runtime file system")
         else:
             roots.append(path)
     nested = {r for r in roots for other in roots if other != r and other in r.parents}

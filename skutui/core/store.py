@@ -54,7 +54,8 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
 _SEGMENT = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
 _DOTTED = rf"{_SEGMENT}(?:\s*\.\s*{_SEGMENT})*"
-_TABLE_HEADER = re.compile(rf"^\s*\[\s*({_DOTTED})\s*\]")
+_TABLE_HEADER = re.compile(rf"^\s*\[\[?\s*({_DOTTED})\s*\]")
+"""A table's header, ``[a.b]``, or an array of tables' entry, ``[[a.b]]``."""
 _KEY_LINE = re.compile(rf"^\s*({_DOTTED})\s*=")
 
 
@@ -141,12 +142,17 @@ def load(path: str | os.PathLike[str]) -> ClusterConfig:
         raise ConfigError(path, "the file does not exist; create the cluster first.") from None
     except OSError as error:
         raise ConfigError(path, f"the file cannot be read: {error.strerror or error}.") from None
+    return load_bytes(raw, source=str(path))
+
+
+def load_bytes(raw: bytes, source: str = "<cluster.toml>") -> ClusterConfig:
+    """Decode (UTF-8), parse and check the bytes of cluster.toml; ``source`` names them in errors."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise ConfigError(path, "the file is not UTF-8 text.", line=line) from None
-    return loads(text, source=str(path))
+        raise ConfigError(source, "the file is not UTF-8 text.", line=line) from None
+    return loads(text, source=source)
 
 
 def loads(text: str, source: str = "<cluster.toml>") -> ClusterConfig:
@@ -350,7 +356,8 @@ def _locate(text: str, key: tuple[str, ...]) -> int | None:
     inside: int | None = None
     best_line: int | None = None
     best_depth = 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    # TOML ends a line with \n only; splitlines() would also break at \x85 or \u2028 in a value.
+    for number, line in enumerate(text.split("\n"), start=1):
         header = _TABLE_HEADER.match(line)
         if header:
             table = _parse_dotted(header.group(1)) or ()

@@ -56,6 +56,9 @@ _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 """One label of a hostname as systemd accepts it: letters, digits, '_' and inner hyphens."""
 _HOSTNAME_MAX = 253
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]+")
+_FINGERPRINT_PREFIX = "SHA256:"
+_FINGERPRINT_BODY = re.compile(r"[A-Za-z0-9+/]{43}")
+"""A SHA256 digest in base64 without its padding, as OpenSSH prints it."""
 
 _LABELS = {
     "local_ip": "Local IP",
@@ -74,6 +77,7 @@ _LABELS = {
     "services": "Service",
     "nodes": "Node",
     "ip": "Node IP",
+    "host_key_fingerprint": "Host key fingerprint",
 }
 
 
@@ -121,12 +125,17 @@ def _unusable_reason(ip: IPAddress) -> str | None:
     return None
 
 
-def _parse_ip(value: object, field: str) -> IPAddress:
-    text = _text(value, field, "an IPv4 or IPv6 address")
+def _refuse_scope(text: str, field: str) -> None:
+    """An address with '%…' names a scope, which keepalived and the peer cannot share."""
     if "%" in text:
         raise ValidationError(
-            field, f"{label(field)} {text} has an interface scope; enter the address without '%…'."
+            field, f"{label(field)} {text!r} has an interface scope; enter the address without '%…'."
         )
+
+
+def _parse_ip(value: object, field: str) -> IPAddress:
+    text = _text(value, field, "an IPv4 or IPv6 address")
+    _refuse_scope(text, field)
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -154,6 +163,7 @@ def floating_ip(value: object, field: str = "floating_ips") -> str:
     network and broadcast addresses are refused: the kernel would not answer ARP for them.
     """
     text = _text(value, field, "an address with its prefix, such as 198.18.0.100/24")
+    _refuse_scope(text, field)
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError:
@@ -297,6 +307,21 @@ def remote_ip(value: object, local: str | InterfaceAddress) -> str:
     return str(ip)
 
 
+def host_key_fingerprint(value: object) -> str:
+    """The peer's SSH host-key fingerprint as ``ssh-keygen -lf`` prints it, ``SHA256:`` and
+    43 base64 characters; pasted without ``SHA256:`` it is given back with it."""
+    field = "host_key_fingerprint"
+    text = _text(value, field, "the fingerprint ssh-keygen -lf shows on the peer")
+    body = text.removeprefix(_FINGERPRINT_PREFIX)
+    if not _FINGERPRINT_BODY.fullmatch(body):
+        raise ValidationError(
+            field,
+            f"{label(field)} {text!r} is not a SHA256 fingerprint; enter it as "
+            "ssh-keygen -lf prints it on the peer (SHA256: and 43 characters).",
+        )
+    return _FINGERPRINT_PREFIX + body
+
+
 def passwords(first: str, second: str) -> str:
     """The peer's root password, typed twice. Messages never repeat it."""
     if not first:
@@ -326,7 +351,11 @@ def check_interval(value: object) -> float:
         raise problem(f"{text!r} is not a number") from None
     if not seconds.is_finite():
         raise problem(f"{text!r} is not a number")
-    if seconds != seconds.quantize(Decimal(str(CHECK_INTERVAL_STEP))):
+    try:
+        finer = seconds != seconds.quantize(Decimal(str(CHECK_INTERVAL_STEP)))
+    except InvalidOperation:  # too many digits to quantize: far out of range, said below
+        finer = False
+    if finer:
         raise problem(f"{text} has more than two decimals")
     if not Decimal(str(CHECK_INTERVAL_MIN)) <= seconds <= Decimal(str(CHECK_INTERVAL_MAX)):
         raise problem(f"{text} is out of range")
@@ -368,9 +397,9 @@ def interface_name(value: object, field: str = "interface") -> str:
         raise ValidationError(
             field,
             f"{label(field)} {text!r} is an address label, not a link; "
-            f"enter the link name ({text.split(':', 1)[0]}).",
+            f"enter the link name ({text.split(':', 1)[0]!r}).",
         )
-    if text in (".", "..") or any(ch == "/" or ch.isspace() for ch in text):
+    if text in (".", "..") or any(ch == "/" or ch.isspace() or not ch.isprintable() for ch in text):
         raise ValidationError(field, f"{label(field)} {text!r} is not a valid interface name.")
     return text
 

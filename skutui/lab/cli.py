@@ -172,6 +172,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``lab`` and its subcommands to a parent parser's subcommands."""
+    from skutui.cli import Once
+
     lab = subparsers.add_parser(
         "lab", help="the two-node lab on this machine (needs root)",
         description="Two real cluster nodes on this machine: node-a and node-b, each with its "
@@ -181,7 +183,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = lab.add_subparsers(title="lab commands", metavar="COMMAND")
 
     up = commands.add_parser("up", help="build the lab (does nothing if it is up)")
-    up.add_argument("--advert", type=_advert, metavar="S",
+    up.add_argument("--advert", action=Once, type=_advert, metavar="S",
                     help=f"advert interval to suggest for the cluster (default "
                          f"{_seconds(DEFAULT_ADVERT)}); 'lab info' reports it")
     up.set_defaults(func=cmd_up)
