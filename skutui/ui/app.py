@@ -155,6 +155,10 @@ class SkutuiApp(App[None]):
         """Wait for the slow imports that start once the home screen is drawn, so that the
         service, importing the same modules, never holds the event loop doing it."""
         if self._preloaded is not None:
+            # A screen needs the service: the first frame is out, since a key was read after
+            # it. Start now rather than wait for the refresh that would start them, which
+            # never comes when that key pushed a screen before it.
+            self._drawn.set()
             await asyncio.shield(self._preloaded)
 
     @work(exclusive=True, group="home", exit_on_error=False)

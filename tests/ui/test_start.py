@@ -116,3 +116,24 @@ async def test_slow_imports_wait_for_the_home_screen_and_run_in_a_thread(monkeyp
 def test_preloading_a_missing_module_is_only_logged(caplog):
     app_module._import_all(["skutui_no_such_module", "json"])
     assert "skutui_no_such_module" in caplog.text and "json" in sys.modules
+
+
+async def test_a_key_read_before_the_first_refresh_still_gets_its_screen_filled(monkeypatch):
+    """The slow imports start after the first frame's refresh; a key pressed before that
+    refresh (a screen pushed at once) must not leave that screen waiting for them."""
+    monkeypatch.setattr(app_module, "PRELOAD_DELAY", 0)
+    app = build(FakeClusterService())
+    app.preload = ("json",)
+    after_refresh = app.call_after_refresh
+
+    def refresh_never_comes(callback, *args, **kwargs):
+        if getattr(callback, "__self__", None) is app._drawn:
+            return True  # the refresh that would start the imports never comes
+        return after_refresh(callback, *args, **kwargs)
+
+    monkeypatch.setattr(app, "call_after_refresh", refresh_never_comes)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await on_screen(pilot, "DetailsScreen")
+        await tap(pilot, "n")
+        await on_screen(pilot, "NodesScreen")
+        await shows(pilot, "Node online and passive")
