@@ -132,6 +132,14 @@ def _package_root() -> Path:
     return Path(skutui.__file__).resolve().parent.parent
 
 
+def _source_path() -> str | None:
+    """The PYTHONPATH that makes a node import the skutui that built the lab: none for an
+    installed package, which the interpreter finds by itself; a source tree (an editable
+    install, a checkout run from its folder) goes first."""
+    root = _package_root()
+    return None if root.name in ("site-packages", "dist-packages") else str(root)
+
+
 class Lab:
     """The two-node lab. Safe to construct anywhere; acting on it needs root."""
 
@@ -501,9 +509,9 @@ Subsystem sftp internal-sftp
     def _write_wrapper(bin_dir: Path) -> None:
         """``skutui`` inside the node is the very interpreter and package that built the lab."""
         bin_dir.mkdir()
-        root = _package_root()
-        env = "" if str(root) in sys.path[1:] else (
-            f"PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}} "
+        source = _source_path()
+        env = "" if source is None else (
+            f"PYTHONPATH={shlex.quote(source)}${{PYTHONPATH:+:$PYTHONPATH}} "
         )
         wrapper = bin_dir / "skutui"
         wrapper.write_text(
@@ -569,9 +577,9 @@ Subsystem sftp internal-sftp
         """Start the node's PID 1; returns the read end of its readiness pipe."""
         read_fd, write_fd = os.pipe()
         env = {"PATH": NODE_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
-        root = _package_root()
-        if str(root) not in sys.path[1:]:
-            env["PYTHONPATH"] = str(root)
+        source = _source_path()
+        if source is not None:
+            env["PYTHONPATH"] = source
         argv = ["nsenter", f"--net={NETNS_DIR / node.netns}", "unshare", "--mount", "--uts",
                 "--pid", "--fork", "--mount-proc", "--propagation", "private",
                 sys.executable, "-m", INIT_MODULE, str(spec), str(write_fd)]
