@@ -5,14 +5,15 @@ has committed the connection tracking state. Needs root and the lab (brought up 
 For each check interval (1 s and 0.1 s by default) a cluster is created on node-a with the
 README's command. A round, with the master M and the backup S:
 
-1. on S, before anything happens: `ip monitor address` on eth0, `skutui events --json` (the
-   agent's event stream) and keepalived's notify FIFO are read, each line stamped on arrival;
+1. on S, before anything happens: `ip monitor address` on eth0 and `skutui events --json`
+   (the agent's event stream) are read, each line stamped on arrival;
 2. keepalived's processes on M (the VRRP child first, then the parent) get SIGKILL from the
    host: no priority-0 advert goes out, as when the daemon or its machine dies;
 3. measured from the kill: S's `ip monitor` shows 198.18.0.100 added, and S's agent reports
-   the MASTER transition of keepalived's notify hook (event kind "role", cause "keepalived
+   the outcome of keepalived's MASTER notify hook (event kind "service", cause "keepalived
    MASTER"), which the hook posts after `conntrackd -c; -f; -R; -B` have run. The figure is
-   the later of the two. keepalived's own MASTER line in the FIFO is shown for comparison;
+   the later of the two. The agent's role event, sent when keepalived's notify FIFO line
+   arrives, is shown for comparison;
 4. M's agent drops the address its dead keepalived left behind, `skutui node start` brings
    keepalived back on M, which rejoins as backup (failback disabled), and the next round
    kills the new master, so the rounds alternate between the nodes.
@@ -36,7 +37,8 @@ LAB = True
 DEFAULT_ROUNDS = 5
 TARGET = 1.15
 MASTER_CAUSE = "keepalived MASTER"
-"""The cause the notify hook gives its role event (skutui.agent_cli.announce_transition)."""
+"""The cause of the agent's role event and of the notify hook's outcome
+(skutui.agent.run.Agent.fifo_line, skutui.agent_cli.announce_transition)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +50,14 @@ def is_vip_added(line: str) -> bool:
     return not line.startswith("Deleted") and f" {VIP}/" in line
 
 
-def is_master_commit(event: dict) -> bool:
+def is_master(event: dict) -> bool:
     data = event.get("data") or {}
     return event.get("kind") == "role" and data.get("cause") == MASTER_CAUSE
+
+
+def is_master_commit(event: dict) -> bool:
+    data = event.get("data") or {}
+    return event.get("kind") == "service" and data.get("cause") == MASTER_CAUSE
 
 
 def one_failover(lab: LabBench, master: str, limit: float) -> dict:
@@ -60,7 +67,6 @@ def one_failover(lab: LabBench, master: str, limit: float) -> dict:
         raise BenchError(f"keepalived is not running on {master}")
     monitor = lab.address_monitor(standby)
     events = lab.events(standby, recent=1)
-    fifo = lab.fifo(standby)
     timeout = 3 * limit + 10.0
     try:
         killed = time.monotonic()
@@ -70,24 +76,17 @@ def one_failover(lab: LabBench, master: str, limit: float) -> dict:
             except ProcessLookupError:
                 pass
         vip_at, _ = monitor.wait(is_vip_added, timeout)
+        keepalived_at, _ = events.wait_event(is_master, timeout)
         commit_at, event = events.wait_event(is_master_commit, timeout)
-        keepalived_at = None
-        if fifo is not None:
-            try:
-                keepalived_at, _ = fifo.wait("MASTER", 1.0)
-            except BenchError:
-                pass
     finally:
         lab.stop(monitor)
         lab.stop(events)
-        if fifo is not None:
-            fifo.close()
     failed = (event.get("data") or {}).get("failed") or []
     return {
         "vip": vip_at - killed,
         "commit": commit_at - killed,
         "both": max(vip_at, commit_at) - killed,
-        "keepalived": None if keepalived_at is None else keepalived_at - killed,
+        "keepalived": keepalived_at - killed,
         "failed": failed,
         "from": master,
     }
@@ -131,10 +130,9 @@ def measure_interval(lab: LabBench, interval: float, count: int) -> Row:
         f" + (256 - {priority}) x {interval:g} / 256",
         f"medians: floating IP on the backup {fmt_time(median([s['vip'] for s in samples]))}, "
         f"conntrackd commit reported {fmt_time(median([s['commit'] for s in samples]))}",
+        f"the agent's role event (keepalived's FIFO line): median "
+        f"{fmt_time(median([s['keepalived'] for s in samples]))}",
     ]
-    seen = [s["keepalived"] for s in samples if s["keepalived"] is not None]
-    if seen:
-        notes.append(f"keepalived's own MASTER line (notify FIFO): median {fmt_time(median(seen))}")
     failures = [f for s in samples for f in s["failed"]]
     if failures:
         notes.append(f"the MASTER hook reported failed steps: {'; '.join(sorted(set(failures)))}")

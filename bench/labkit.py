@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -43,7 +42,6 @@ ROLE_FILE = "/etc/skutui/local/role"
 MAINTENANCE_FLAG = "/etc/skutui/local/maintenance"
 CLUSTER_FILE = "/etc/skutui/cluster.toml"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
-NOTIFY_FIFO = "/run/skutui/keepalived.fifo"
 AGENT_MARK = "--skutui-agent"
 NODE_KEY = "/etc/skutui/local/id_ed25519"
 NODE_KNOWN_HOSTS = "/etc/skutui/local/known_hosts"
@@ -137,71 +135,6 @@ class EventStream(LineStream):
 
         at, line = self.wait(matches, timeout)
         return at, json.loads(line)
-
-
-class NotifyFifo:
-    """Reads a node's keepalived notify FIFO (lines like `INSTANCE "SKUTUI" MASTER 100`) in a
-    thread, stamping each line as it arrives: the moment keepalived changes state, before any
-    notify script has done its work. keepalived holds the FIFO open itself, so reading it
-    here never blocks keepalived; nobody else reads it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
-        self._stop = threading.Event()
-        self._drain_fd()
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _drain_fd(self) -> None:
-        """Old lines (earlier transitions) are not news."""
-        while select.select([self.fd], [], [], 0)[0]:
-            if not os.read(self.fd, 65536):
-                break
-
-    def _pump(self) -> None:
-        buffer = b""
-        while not self._stop.is_set():
-            if not select.select([self.fd], [], [], 0.05)[0]:
-                continue
-            try:
-                data = os.read(self.fd, 65536)
-            except OSError:
-                return
-            if not data:  # no writer at the moment (keepalived is down)
-                time.sleep(0.01)
-                continue
-            now = time.monotonic()
-            buffer += data
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                self.lines.put((now, line.decode(errors="replace")))
-
-    def wait(self, state: str, timeout: float) -> tuple[float, str]:
-        """The next INSTANCE line reporting ``state`` (MASTER, BACKUP, FAULT), and its arrival."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                at, line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise BenchError(f"no keepalived {state} line in {self.path} within "
-                                 f"{timeout:g} s") from None
-            words = line.split()
-            if len(words) >= 3 and words[0] == "INSTANCE" and words[2] == state:
-                return at, line
-
-    def drain(self) -> None:
-        while True:
-            try:
-                self.lines.get_nowait()
-            except queue.Empty:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=1)
-        os.close(self.fd)
 
 
 class LabBench:
@@ -312,14 +245,6 @@ class LabBench:
         kill_tree(process)
         if process in self.children:
             self.children.remove(process)
-
-    def fifo(self, node: str) -> NotifyFifo | None:
-        """keepalived's notify FIFO in ``node``, read from now on; None if there is none."""
-        try:
-            return NotifyFifo(self.path(node, NOTIFY_FIFO))
-        except OSError as exc:
-            note(f"cannot read keepalived's notify FIFO on {node}: {exc}")
-            return None
 
     def ssh_options(self, node: str = A) -> list[str]:
         """OpenSSH client options that log in from ``node`` to its peer with skutui's key and

@@ -152,17 +152,17 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def announce_transition(paths: Paths, state: str, failed: list[str]) -> bool:
-    """For keepalived's notify hook: tell the agent at once, with the cause and any failed
-    step, so ``skutui events`` shows the change as it happens (best effort: the hook's own
-    work never waits on the agent)."""
+    """For keepalived's notify hook: tell the agent how its steps went (the agent announced
+    the transition itself when keepalived made it). Best effort: the hook's own work never
+    waits on the agent."""
     from skutui.agent.control import post_event
 
     role = {"master": Role.MASTER, "backup": Role.BACKUP, "fault": Role.MAINTENANCE}[state]
-    message = f"keepalived moved this node to {state.upper()}"
+    message = f"{state.upper()} steps done"
     if failed:
         message += "; failed steps: " + "; ".join(failed)
-    level = "error" if failed else ("warning" if role is Role.MAINTENANCE else "info")
-    return post_event(paths.control_socket, "role", message, level=level, role=role.value,
+    return post_event(paths.control_socket, "service", message,
+                      level="error" if failed else "info", role=role.value,
                       cause=f"keepalived {state.upper()}", failed=failed)
 
 

@@ -55,6 +55,7 @@ class Lifecycle:
         self.connect_timeout = connect_timeout
         self._peer = None
         self._peer_host: str | None = None
+        self._remote_ops: RemoteOps | None = None
 
     # --- the peer connection ---------------------------------------------------------------
 
@@ -78,7 +79,11 @@ class Lifecycle:
 
     def _remote(self, config: ClusterConfig, timeout: float | None = None) -> RemoteOps:
         peer_node = config.peer_of(_hostname())
-        return RemoteOps(self.peer(peer_node.ip, timeout), peer_node.hostname)
+        peer = self.peer(peer_node.ip, timeout)
+        ops = self._remote_ops
+        if ops is None or ops.peer is not peer or ops.name != peer_node.hostname:
+            ops = self._remote_ops = RemoteOps(peer, peer_node.hostname)
+        return ops
 
     # --- first contact -------------------------------------------------------------------
 
@@ -258,7 +263,7 @@ class Lifecycle:
                 await ops.apply(updated)
                 await ops.reload()
 
-        await _transaction([self.local, remote], steps, progress)
+        await _transaction([self.local, remote], steps, progress, stop_first=False)
         return lines
 
     async def destroy(self, progress: Progress = no_progress) -> list[str]:
@@ -348,13 +353,16 @@ def _message(exc: BaseException) -> str:
 
 
 async def _transaction(nodes: list[NodeOps], steps: Callable[[], Awaitable[None]],
-                       progress: Progress) -> None:
+                       progress: Progress, *, stop_first: bool = True) -> None:
+    """Run ``steps``; on any failure put every node back as it was. ``stop_first``: stop
+    both nodes before restoring either (a create); without it, nodes that still run as
+    before only get their files back (an edit: no takeover)."""
     snapshots = [await node.snapshot() for node in nodes]
     try:
         await steps()
     except BaseException as exc:
         progress(f"Failed: {_message(exc)}")
-        problems = await _roll_back(nodes, snapshots, progress)
+        problems = await _roll_back(nodes, snapshots, progress, stop_first)
         if problems:
             raise ServiceError(f"{_message(exc)}; rollback incomplete: {'; '.join(problems)}") from None
         if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
@@ -362,10 +370,11 @@ async def _transaction(nodes: list[NodeOps], steps: Callable[[], Awaitable[None]
         raise ServiceError(f"{_message(exc)}; both nodes were rolled back as they were") from None
 
 
-async def _roll_back(nodes: list[NodeOps], snapshots: list[dict], progress: Progress) -> list[str]:
+async def _roll_back(nodes: list[NodeOps], snapshots: list[dict], progress: Progress,
+                     stop_first: bool) -> list[str]:
     problems = []
     # Stop both first: a half-started agent must not sync files onto a node already restored.
-    for node in nodes:
+    for node in nodes if stop_first else ():
         try:
             await asyncio.shield(node.stop())
         except Exception:  # noqa: BLE001 - restore() below stops again and reports
@@ -408,9 +417,18 @@ async def _hold_roles(expected: list[tuple[NodeOps, Role]], seconds: float, inte
     """Every node keeps its expected role for ``seconds``; a change is the create's failure."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    while True:
+
+    async def wrong_roles() -> list[tuple[NodeOps, Role, Role]]:
         seen = [(node, role, (await node.facts()).role) for node, role in expected]
-        wrong = [(node, role, actual) for node, role, actual in seen if actual is not role]
+        return [(node, role, actual) for node, role, actual in seen if actual is not role]
+
+    while True:
+        wrong = await wrong_roles()
+        if wrong and not any(actual is Role.MASTER for _, _, actual in wrong):
+            # The master stepping down is often seen first: the node taking over shows
+            # it once its notify hook has run. Look again before naming the cause.
+            await asyncio.sleep(NOTIFY_MARGIN)
+            wrong = await wrong_roles() or wrong
         for node, role, actual in wrong:
             if actual is Role.MASTER:
                 raise ServiceError(

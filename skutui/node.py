@@ -272,7 +272,10 @@ class LocalNode:
         stop_agent(self.paths)
         self.keepalived.stop()
         self.conntrackd.stop()
-        config = self.config()
+        try:
+            config = self.config()
+        except store.ConfigError:
+            return  # unreadable; keepalived's own clean stop released its addresses
         if config:
             self.release_floating_ips(config)
 
@@ -320,6 +323,23 @@ class LocalNode:
 
     # --- rollback ------------------------------------------------------------------------
 
+    @staticmethod
+    def _restore_files(files: list[tuple[Path, bytes | None, int]]) -> list[Path]:
+        """Write back every file that differs from the snapshot's; returns those written."""
+        changed = []
+        for path, data, mode in files:
+            if data is None:
+                if path.exists() or path.is_symlink():
+                    path.unlink()
+                    changed.append(path)
+                continue
+            if _holds(path, data, mode):
+                continue  # untouched: nothing to write (and a full disk cannot stop it)
+            # The file's own mode: a restored keepalived.conf stays as readable as it was.
+            store.write_bytes_atomic(path, data, mode)
+            changed.append(path)
+        return changed
+
     def snapshot(self) -> dict:
         files, modes = {}, {}
         for path in self.managed_files():
@@ -328,28 +348,29 @@ class LocalNode:
                 modes[str(path)] = stat.S_IMODE(path.stat().st_mode)
             except FileNotFoundError:
                 files[str(path)] = None
-        return {
-            "files": files,
-            "modes": modes,
-            "running": {
-                "keepalived": self.keepalived.running(),
-                "conntrackd": self.conntrackd.running(),
-                "agent": bool(self.agent_state()),
-            },
-        }
+        return {"files": files, "modes": modes, "running": self._running()}
+
+    def _running(self) -> dict[str, bool]:
+        return {"keepalived": self.keepalived.running(), "conntrackd": self.conntrackd.running(),
+                "agent": bool(self.agent_state())}
 
     def restore(self, snapshot: dict) -> None:
-        """Put this node back exactly as ``snapshot`` found it."""
+        """Put this node back as ``snapshot`` found it. If the same daemons run as then,
+        only the files that differ are written back and re-read (a failed edit costs no
+        takeover); otherwise everything is stopped, restored and started as it was."""
         from skutui.agent import start_agent
 
         files, running = _restore_plan(snapshot)
+        if self._running() == running:
+            changed = self._restore_files(files)
+            if self.paths.keepalived_conf in changed and running.get("keepalived"):
+                self.keepalived.reload()
+            if self.paths.conntrackd_conf in changed and running.get("conntrackd"):
+                self.conntrackd.stop()
+                self.conntrackd.start()
+            return
         self.stop()
-        for path, content, mode in files:
-            if content is None:
-                path.unlink(missing_ok=True)
-            else:
-                # The file's own mode: a restored keepalived.conf stays as readable as it was.
-                store.write_bytes_atomic(path, content, mode)
+        self._restore_files(files)
         if running.get("conntrackd"):
             self.conntrackd.start()
         if running.get("keepalived"):
@@ -381,3 +402,13 @@ def _restore_plan(snapshot: object) -> tuple[list[tuple[Path, bytes | None, int]
     except (TypeError, ValueError) as exc:
         raise SnapshotError(f"the snapshot to restore is not valid: {exc}") from None
     return plan, running
+
+
+def _holds(path: Path, data: bytes, mode: int) -> bool:
+    """Whether ``path`` is a regular file with exactly these bytes and this mode."""
+    try:
+        info = path.lstat()
+        return (stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == mode
+                and path.read_bytes() == data)
+    except OSError:
+        return False

@@ -33,6 +33,15 @@ def _answer(method: str):
     return run
 
 
+def _facts(args) -> int:
+    """Facts once, or with ``--stream`` one line of facts for each line read, until end of
+    input: the console keeps this running on the peer instead of starting it per read."""
+    node = _node()
+    for _ in sys.stdin if args.stream else [None]:
+        print(json.dumps(node.facts().to_dict()), flush=True)
+    return 0
+
+
 def _restore(args) -> int:
     from skutui.agent_cli import request_from_stdin
     from skutui.cli import EXIT_BAD_INPUT, CommandError
@@ -93,7 +102,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     node = commands.add_parser("node", help="operations on this node (used by the lifecycle over SSH)")
     steps = node.add_subparsers(title="operations", metavar="OPERATION", required=True)
     for name, func, text in (
-        ("facts", _answer("facts"), "print this node's facts as JSON"),
         ("inventory", _answer("inventory"), "print what pre-flight compares, as JSON"),
         ("reload", _simple("reload"), "re-render the daemon configurations and reload keepalived"),
         ("snapshot", _answer("snapshot"), "print the files and daemons a rollback restores, as JSON"),
@@ -105,6 +113,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     ):
         step = steps.add_parser(name, help=text)
         step.set_defaults(func=func)
+    facts = steps.add_parser("facts", help="print this node's facts as JSON")
+    facts.add_argument("--stream", action="store_true",
+                       help="print them again for each line read on standard input")
+    facts.set_defaults(func=_facts)
     from skutui.agent_cli import register_node_steps
 
     register_node_steps(steps)

@@ -76,6 +76,8 @@ class RemoteOps:
     def __init__(self, peer, name: str):
         self.peer = peer
         self.name = name
+        self._facts = None
+        """``skutui node facts --stream`` on the peer, kept between reads of the node table."""
 
     async def _node(self, *operation: str, input: str | None = None, timeout: float | None = None) -> str:
         from skutui.peer import RemoteCommandFailed
@@ -94,7 +96,16 @@ class RemoteOps:
         return result.stdout
 
     async def facts(self) -> NodeFacts:
-        return NodeFacts.from_dict(json.loads(await self._node("facts")))
+        from skutui.peer import RemoteCommandFailed
+
+        if self._facts is None or self._facts.closed:
+            self._facts = await self.peer.open_process([*NODE_COMMAND, "facts", "--stream"])
+        try:
+            answer = await self._facts.ask("", self.peer.command_timeout)
+        except RemoteCommandFailed as exc:
+            detail = (exc.stderr or "").strip().removeprefix("skutui: ")
+            raise RemoteNodeError(f"{self.name}: {detail or exc}") from None
+        return NodeFacts.from_dict(json.loads(answer))
 
     async def inventory(self) -> dict[str, Any]:
         return json.loads(await self._node("inventory"))

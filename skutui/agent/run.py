@@ -9,7 +9,9 @@ What it runs, side by side:
 - on the master with a configured peer only: the sync watcher and pusher, and the journal
   replayer (a backup never pushes and never replays);
 - every few seconds: keepalived, conntrackd and (on the master) the configured services;
-- the control socket: the current state and the event stream (``skutui events``).
+- the control socket: the current state and the event stream (``skutui events``);
+- keepalived's notify FIFO: a transition is announced the moment keepalived makes it; its
+  notify hook (a separate process) reports the outcome of its steps afterwards.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ JOURNAL_POLL_INTERVAL = 1.0
 BLOCKED_RETRY = 60.0
 """Seconds before a replay the peer refused is tried again (each try is reported)."""
 ANSWER_RETRY = 10.0
+KEEPALIVED_STATES = {"MASTER": Role.MASTER, "BACKUP": Role.BACKUP, "FAULT": Role.MAINTENANCE}
+"""keepalived's states in its notify FIFO lines, and the roles they give this node."""
 ROLE_ANNOUNCE_GRACE = 2.0
 """Seconds a role change seen in the role file waits for keepalived's notify hook to
 announce it. The hook writes the file first, then runs its steps and posts the change with
@@ -299,12 +303,38 @@ class Agent:
         return f"keepalived made this node {role.value}"
 
     def posted(self, kind: str, message: str, level: str, data: dict) -> None:
-        """An event from another process (keepalived's notify hook); a role it reports is
-        taken as known, so no round announces the same change again."""
-        if kind == "role" and data.get("role") in {r.value for r in Role}:
-            self._role, self._role_seen = Role(data["role"]), None
-            self._round_now.set()  # start or stop the sync now, not at the next interval
+        """An event from another process. keepalived's notify hook reports the outcome of
+        its steps, with the role: if the FIFO line did not announce that role (the agent
+        started after it), it is announced first."""
+        if data.get("role") in {r.value for r in Role} and "cause" in data:
+            self.keepalived_moved(Role(data["role"]), data["cause"])
         self.events.emit(kind, message, level=level, **data)
+
+    def keepalived_moved(self, role: Role, cause: str) -> None:
+        """keepalived made this transition: announce it once, and start or stop the sync."""
+        if role is self._role:
+            return
+        self._role, self._role_seen = role, None
+        state = cause.removeprefix("keepalived ")
+        self.events.emit("role", f"keepalived moved this node to {state}",
+                         level="warning" if role is Role.MAINTENANCE else "info",
+                         role=role.value, cause=cause)
+        self._round_now.set()  # start or stop the sync now, not at the next interval
+
+    def fifo_line(self, line: str) -> None:
+        """One line of keepalived's notify FIFO, e.g. ``INSTANCE "SKUTUI" MASTER 120``. The
+        role file is written here, before the event: a reader of the node table that the
+        event sends looking must find the new role already (the hook writes it again)."""
+        words = line.replace('"', " ").split()
+        if len(words) < 3 or words[0] != "INSTANCE" or words[2] not in KEEPALIVED_STATES:
+            return
+        role = KEEPALIVED_STATES[words[2]]
+        if role is not self._role:
+            try:
+                self.node.write_role(role)
+            except OSError as exc:
+                log.error("cannot write the role file: %s", exc)
+        self.keepalived_moved(role, f"keepalived {words[2]}")
 
     # --- the sync ---------------------------------------------------------------------------
 
@@ -430,6 +460,37 @@ class Agent:
                     log.exception("peer probe failed")
             await asyncio.sleep(PEER_PROBE_INTERVAL)
 
+    async def _keepalived_fifo(self) -> None:
+        """Read keepalived's notify FIFO (made here if keepalived has not made it yet). Open
+        for writing too, so that keepalived restarting never reads as end of file."""
+        path = self.paths.notify_fifo
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(path, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        loop = asyncio.get_running_loop()
+        pending = bytearray()
+
+        def readable() -> None:
+            try:
+                pending.extend(os.read(fd, 4096))
+            except BlockingIOError:
+                return
+            while b"\n" in pending:
+                line, _, rest = bytes(pending).partition(b"\n")
+                pending[:] = rest
+                try:
+                    self.fifo_line(line.decode("utf-8", "replace"))
+                except Exception:  # noqa: BLE001 - one bad line must not stop the reader
+                    log.exception("notify FIFO line failed: %r", line)
+
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+
     async def _replication(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -487,7 +548,8 @@ class Agent:
         await server.start()
         self.events.emit("agent", f"agent started (pid {os.getpid()})")
         loops = [asyncio.create_task(coro, name=coro.__name__) for coro in (
-            self._rounds(), self._peer_probes(), self._replication(), self._service_checks())]
+            self._rounds(), self._peer_probes(), self._replication(), self._service_checks(),
+            self._keepalived_fifo())]
         try:
             await asyncio.gather(*loops)
         finally:

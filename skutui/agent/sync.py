@@ -288,6 +288,7 @@ def apply_request(request: dict, *, under: Path = Path("/"),
     deletes = [_checked_path(p, roots, sync_filter) for p in request.get("delete", [])]
     entries = {_checked_path(p, roots, sync_filter): e
                for p, e in request.get("entries", {}).items()}
+    verify = {PurePosixPath(p) for p in request.get("verify", [])}
     touched: set[Path] = set()
     for path in sorted(deletes, key=lambda p: len(p.parts)):
         if path in roots:
@@ -299,7 +300,7 @@ def apply_request(request: dict, *, under: Path = Path("/"),
             else:
                 target.unlink()
             touched.add(target.parent)
-    missing = []
+    missing, stale = [], []
     ordered = sorted(entries.items(), key=lambda item: (item[1]["kind"] == "dir",
                                                          -len(item[0].parts)))
     for path, entry in ordered:
@@ -311,12 +312,27 @@ def apply_request(request: dict, *, under: Path = Path("/"),
         elif not target.is_file() or target.is_symlink():
             missing.append(str(path))
             continue
+        elif path in verify and not _holds(target, entry):
+            stale.append(str(path))  # changed here behind the master's back
+            continue
         _set_metadata(target, entry)
         touched.add(target.parent)
     for directory in touched:
         with contextlib.suppress(OSError):
             fsync_dir(directory)
-    return {"deleted": len(deletes), "settled": len(entries) - len(missing), "missing": missing}
+    return {"deleted": len(deletes), "settled": len(entries) - len(missing) - len(stale),
+            "missing": missing, "stale": stale}
+
+
+def _holds(target: Path, entry: dict) -> bool:
+    """Whether ``target`` has exactly the contents ``entry`` describes."""
+    if target.stat().st_size != entry["size"]:
+        return False
+    digest = hashlib.sha256()
+    with open(target, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == entry["sha256"]
 
 
 def _place_link(target: Path, destination: str) -> None:
@@ -540,19 +556,19 @@ class Pusher:
                 for path in [p for p in known if _within(p, gone)]:
                     del known[path]
         settle = dict(plan.settle)
-        written = []
-        for path in plan.files:
-            content = await asyncio.to_thread(read_file, Path(path))
-            if content is None:
-                settle.pop(path, None)  # gone meanwhile: its delete event follows
-                continue
-            data, entry = content
-            self._check_master()
-            await self.remote.put(path, data, entry["mode"])
-            settle[path] = entry
-            written.append(path)
+        written: list[str] = []
+        await self._write(plan.files, settle, written)
         if settle:
-            result = await self.remote.apply(self._request(entries=settle))
+            # Files whose metadata alone changed: the peer checks it still holds the same
+            # contents; one changed there by hand comes back stale and is written again.
+            verify = [p for p, e in settle.items() if e["kind"] == "file" and p not in written]
+            result = await self.remote.apply(self._request(entries=settle, verify=verify))
+            if result.get("stale"):
+                again = {p: settle.pop(p) for p in result["stale"]}
+                await self._write(list(again), again, written)
+                if again:
+                    result = await self.remote.apply(self._request(entries=again))
+                settle.update(again)
             if result.get("missing"):
                 raise SyncError(f"the peer lost files while they were pushed: "
                                 f"{', '.join(result['missing'])}")
@@ -562,10 +578,24 @@ class Pusher:
         return PushReport(kind, written=written, deleted=plan.deletes, metadata=metadata,
                           in_step=plan.in_step)
 
-    def _request(self, *, delete: Sequence[str] = (), entries: dict | None = None) -> dict:
+    async def _write(self, paths: Iterable[str], settle: dict, written: list[str]) -> None:
+        """Push the contents of ``paths``; their entries go into ``settle``."""
+        for path in paths:
+            content = await asyncio.to_thread(read_file, Path(path))
+            if content is None:
+                settle.pop(path, None)  # gone meanwhile: its delete event follows
+                continue
+            data, entry = content
+            self._check_master()
+            await self.remote.put(path, data, entry["mode"])
+            settle[path] = entry
+            written.append(path)
+
+    def _request(self, *, delete: Sequence[str] = (), entries: dict | None = None,
+                 verify: Sequence[str] = ()) -> dict:
         return {"roots": [str(r) for r in self.roots],
                 "excluded": [str(e) for e in self.filter.excluded],
-                "delete": list(delete), "entries": entries or {}}
+                "delete": list(delete), "entries": entries or {}, "verify": list(verify)}
 
 
 Report = Callable[..., object]

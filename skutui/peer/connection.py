@@ -549,6 +549,9 @@ class PeerProcess:
             except asyncio.TimeoutError:
                 self.close()
                 raise CommandTimeout(connection.host, self.command, timeout) from None
+            except BaseException:
+                self.close()  # cancelled: a late answer must never be taken for the next one
+                raise
             if answer.endswith("\n"):
                 return answer
             if connection._conn is None or connection._conn.is_closed():

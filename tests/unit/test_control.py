@@ -273,13 +273,15 @@ def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkey
 
     agent._note_role(Role.BACKUP)
     assert roles() == [("backup", "agent started; this node is backup")]
-    agent._note_role(Role.MASTER)  # the hook wrote the file and still runs its steps
-    agent.posted("role", "keepalived moved this node to MASTER", "info",
+    agent._note_role(Role.MASTER)  # a hook wrote the file; the FIFO line was missed
+    agent.posted("service", "MASTER steps done", "info",
                  {"role": "master", "cause": "keepalived MASTER", "failed": []})
     agent._note_role(Role.MASTER)
     time.sleep(0.15)
     agent._note_role(Role.MASTER)
     assert roles()[1:] == [("master", "keepalived moved this node to MASTER")]
+    agent.fifo_line('INSTANCE "SKUTUI" MASTER 120')  # the same change, read late
+    assert len(roles()) == 2
 
     agent._note_role(Role.BACKUP)  # no hook will say it
     assert len(roles()) == 2
@@ -288,6 +290,28 @@ def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkey
     agent._note_role(Role.BACKUP)
     [(role, message)] = roles()[2:]
     assert role == "backup" and message.startswith("master -> backup: "), message
+
+
+def test_keepalived_fifo_lines_write_the_role_and_announce_it_at_once(tmp_path: Path):
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    paths.local_dir.mkdir(parents=True)
+    config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
+                                                    Node("node-b", "198.18.0.2")))
+    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False)
+    agent._note_role(Role.BACKUP)
+    for line in ('INSTANCE "SKUTUI" FAULT 0', 'GROUP "G" MASTER 0', "garbage",
+                 'INSTANCE "SKUTUI" FAULT 0', 'INSTANCE "SKUTUI" MASTER 120'):
+        agent.fifo_line(line)
+    roles = [(e["data"]["role"], e["data"]["cause"], e["message"])
+             for e in agent.events.recent(50) if e["kind"] == "role"][1:]
+    assert roles == [("maintenance", "keepalived FAULT", "keepalived moved this node to FAULT"),
+                     ("master", "keepalived MASTER", "keepalived moved this node to MASTER")]
+    assert paths.role_file.read_text() == "master\n"
+    # The hook's outcome follows as a service event; the role is not announced again.
+    agent.posted("service", "MASTER steps done", "info",
+                 {"role": "master", "cause": "keepalived MASTER", "failed": []})
+    kinds = [e["kind"] for e in agent.events.recent(50)][-2:]
+    assert kinds == ["role", "service"]
 
 
 async def test_an_agent_without_a_cluster_serves_its_state(tmp_path: Path, fast):
@@ -313,8 +337,8 @@ async def test_the_notify_hook_announces_a_transition_with_its_cause(server: Con
     paths = Paths(config_root=tmp_path)
     assert await asyncio.to_thread(announce_transition, paths, "fault", ["conntrackd -t: 1"])
     [event] = server.bus.recent(1)
-    assert event["kind"] == "role" and event["level"] == "error"
-    assert event["message"] == "keepalived moved this node to FAULT; failed steps: conntrackd -t: 1"
+    assert event["kind"] == "service" and event["level"] == "error"
+    assert event["message"] == "FAULT steps done; failed steps: conntrackd -t: 1"
     assert event["data"] == {"role": "maintenance", "cause": "keepalived FAULT",
                              "failed": ["conntrackd -t: 1"]}
     await server.close()

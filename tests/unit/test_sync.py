@@ -302,6 +302,18 @@ async def test_a_file_replacing_a_directory_and_back(master: Paths, backup, conn
     assert peer_files(backup, master) == {"cluster.toml", "haproxy"}
 
 
+async def test_a_touched_file_changed_by_hand_on_the_backup_is_written_again(
+        master: Paths, backup, connection):
+    files = sample_tree(master.config_root)
+    pusher = make_pusher(master, connection)
+    await pusher.reconcile()
+    backup.path(str(files[0])).write_text("edited by hand on the backup\n")
+    os.utime(files[0], ns=(1_650_000_000_000_000_000, 1_650_000_000_000_000_000))
+    report = await pusher.push([files[0]])
+    assert report.written == [str(files[0])] and report.metadata == []
+    assert_same(files[0], backup)
+
+
 async def test_reconcile_by_hash_fixes_drift_on_the_backup(master: Paths, backup, connection):
     root = master.config_root
     files = sample_tree(root)
@@ -538,15 +550,23 @@ def test_node_manifest_and_sync_apply_on_this_machine(tmp_path: Path, monkeypatc
     request = {"roots": [str(paths.config_root)], "delete": [],
                "entries": {str(paths.config_root / "cluster.toml"): entry}}
     code, result = _node_cli(["sync-apply"], json.dumps(request), monkeypatch, paths)
-    assert result == {"deleted": 0, "settled": 1, "missing": []}
+    assert result == {"deleted": 0, "settled": 1, "missing": [], "stale": []}
     assert stat.S_IMODE((paths.config_root / "cluster.toml").stat().st_mode) == 0o640
+    # Metadata alone, checked against the contents: same contents settle, others are stale.
+    verified = dict(request, verify=[str(paths.config_root / "cluster.toml")])
+    code, result = _node_cli(["sync-apply"], json.dumps(verified), monkeypatch, paths)
+    assert result == {"deleted": 0, "settled": 1, "missing": [], "stale": []}
+    (paths.config_root / "cluster.toml").write_text("y")
+    code, result = _node_cli(["sync-apply"], json.dumps(verified), monkeypatch, paths)
+    assert result == {"deleted": 0, "settled": 0, "missing": [],
+                      "stale": [str(paths.config_root / "cluster.toml")]}
 
     # A master whose keepalived died (no transition rewrote the role file) takes the new
     # master's configuration; a live master refuses it.
     paths.role_file.write_text("master\n")
     monkeypatch.setattr(Keepalived, "running", lambda self: False)
     code, result = _node_cli(["sync-apply"], json.dumps(request), monkeypatch, paths)
-    assert result == {"deleted": 0, "settled": 1, "missing": []}
+    assert result == {"deleted": 0, "settled": 1, "missing": [], "stale": []}
     monkeypatch.setattr(Keepalived, "running", lambda self: True)
     with pytest.raises(CommandError, match="master too"):
         _node_cli(["sync-apply"], json.dumps(request), monkeypatch, paths)
