@@ -86,10 +86,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not paths.cluster_file.exists():
         status["configured"] = False
     else:
-        try:
-            config = store.load(paths.cluster_file)
-        except store.ConfigError as exc:
-            raise CommandError(str(exc)) from None
+        config = store.load(paths.cluster_file)
         status["configured"] = True
         status["cluster"] = store.to_dict(config)
     if args.json:
@@ -138,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _expected_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(bad input, failed action): failures an operator can meet, shown as one line."""
     from skutui.core.api import ServiceError
-    from skutui.core.store import ConfigError
+    from skutui.core.store import ConfigError, ConfigInvalid
     from skutui.core.validation import ValidationError
     from skutui.daemons import DaemonError
     from skutui.node import NodeError
@@ -148,7 +145,7 @@ def _expected_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[Base
         ServiceError, ConfigError, DaemonError, NodeError, RemoteNodeError)
     if "skutui.peer" in sys.modules:
         failed += (sys.modules["skutui.peer"].PeerError,)
-    return (ValidationError,), failed
+    return (ValidationError, ConfigInvalid), failed
 
 
 def run(argv: list[str]) -> int:

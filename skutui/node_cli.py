@@ -56,14 +56,8 @@ def _restore(args) -> int:
 
 
 def _apply(args) -> int:
-    """What standard input holds is this command's input: a bad cluster.toml there is bad
-    input (exit 2), unlike this node's own file, which fails the action that reads it."""
-    from skutui.cli import EXIT_BAD_INPUT, CommandError
-
-    try:
-        config = store.load_bytes(sys.stdin.buffer.read(), source="standard input")
-    except store.ConfigError as exc:
-        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
+    """A bad cluster.toml on standard input is bad input (exit 2), as is a bad file."""
+    config = store.load_bytes(sys.stdin.buffer.read(), source="standard input")
     _node().apply(config)
     return 0
 

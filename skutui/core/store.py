@@ -134,6 +134,11 @@ def fsync_directory(directory: Path) -> None:
         os.close(dir_fd)
 
 
+class ConfigInvalid(ConfigError):
+    """cluster.toml was read but its contents are wrong (encoding, syntax, a key or a
+    value): bad input, which the command line answers with exit code 2."""
+
+
 def load(path: str | os.PathLike[str]) -> ClusterConfig:
     """Read and check cluster.toml."""
     try:
@@ -151,7 +156,7 @@ def load_bytes(raw: bytes, source: str = "<cluster.toml>") -> ClusterConfig:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise ConfigError(source, "the file is not UTF-8 text.", line=line) from None
+        raise ConfigInvalid(source, "the file is not UTF-8 text.", line=line) from None
     return loads(text, source=source)
 
 
@@ -165,11 +170,11 @@ def loads(text: str, source: str = "<cluster.toml>") -> ClusterConfig:
         cfg = _config_from_document(document)
         return validate_config(cfg)
     except _KeyProblem as problem:
-        raise ConfigError(
+        raise ConfigInvalid(
             source, problem.message, line=_locate(text, problem.key), key=problem.key
         ) from None
     except ValidationError as error:
-        raise ConfigError(
+        raise ConfigInvalid(
             source, error.message, line=_locate(text, error.key), key=error.key
         ) from None
 
@@ -319,7 +324,7 @@ def _nodes(table: Mapping[str, Any]) -> tuple[Node, Node]:
     return nodes[0], nodes[1]
 
 
-def _syntax_error(error: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigError:
+def _syntax_error(error: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigInvalid:
     message = str(error)
     position = _TOML_POSITION.search(message)
     if position:
@@ -329,7 +334,7 @@ def _syntax_error(error: tomllib.TOMLDecodeError, text: str, source: str) -> Con
         line = text.count("\n") + 1
         column = None
         message = _TOML_AT_END.sub("", message) + " at the end of the file"
-    return ConfigError(source, f"TOML syntax error: {message}.", line=line, column=column)
+    return ConfigInvalid(source, f"TOML syntax error: {message}.", line=line, column=column)
 
 
 def _parse_dotted(text: str) -> tuple[str, ...] | None:

@@ -21,12 +21,9 @@ holds without root and without the lab.
 
 cluster.toml. A file that cannot be read, decoded, parsed or checked is one ConfigError
 naming the file and, where the file has one, the line of the key at fault. A command that
-reads this node's cluster.toml exits with 1 on such a file, not 2: exit code 2 says that
-what the command was given (its arguments, its standard input) is wrong, while this node's
-cluster.toml is the node's own state, written by skutui and synced from the master, and no
-other arguments would make the command work (tests/unit/test_cli.py pins 1 for ``skutui
-status``). ``skutui node apply``, whose input is a cluster.toml on standard input, refuses
-a bad one with 2. Either way nothing changes, the file least of all.
+reads it, or a cluster.toml on standard input (``skutui node apply``), exits with 2: the
+file is input the operator can edit, like an argument. Only a file that cannot be read at
+all is a failure (exit 1). Either way nothing changes, the file least of all.
 """
 
 from __future__ import annotations
@@ -927,9 +924,9 @@ def assert_names_the_place(error: store.ConfigError, bad: BadFile) -> None:
 
 
 READERS = [
-    (("status",), 1), (("status", "--json"), 1), (("cluster", "show"), 1), (("cluster", "show", "--json"), 1),
-    (("nodes",), 1), (("cluster", "edit", "--check-interval=2"), 1), (("maintenance", "on"), 1),
-    (("cluster", "destroy"), 1), (("exec", "--", "true"), 1),
+    (("status",), 2), (("status", "--json"), 2), (("cluster", "show"), 2), (("cluster", "show", "--json"), 2),
+    (("nodes",), 2), (("cluster", "edit", "--check-interval=2"), 2), (("maintenance", "on"), 2),
+    (("cluster", "destroy"), 2), (("exec", "--", "true"), 2),
 ]
 """Commands that read this node's cluster.toml first, and their exit code on a bad one."""
 

@@ -40,7 +40,7 @@ def test_status_json_before_any_cluster(tmp_path):
 def test_status_on_a_broken_cluster_file_names_the_line_without_traceback(tmp_path):
     (tmp_path / "cluster.toml").write_text('schema_version = 1\ninterface = "eth0\n')
     result = skutui("status", "--json", env_root=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2, "a broken cluster.toml is bad input"
     assert "line 2" in result.stderr
     assert "Traceback" not in result.stderr
 
