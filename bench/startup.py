@@ -6,7 +6,8 @@ same interpreter, alternately, one unmeasured warm-up each. skutui runs with SKU
 empty folder, so it opens Configure (no cluster, no peer, no agent). Two moments are taken
 from the bytes as they arrive, by replaying them on a small screen model:
 
-- first paint: the first frame with any text on it (skutui: its "Starting" screen);
+- first paint: the first frame with any text on it (skutui: its home screen, which it waits
+  for up to half a second before showing a "Starting" screen instead);
 - home screen drawn: the app's first screen complete (skutui: Configure with its footer keys;
   the baseline: the table's last cell).
 """
@@ -85,8 +86,8 @@ def collect(args: argparse.Namespace) -> list[Row]:
             f"{ratio:.2f}x", f"<= {TARGET:g}x", ratio <= TARGET,
             [f"medians of {count} rounds at 80x24 TERM={TERM}; skutui {spread(values)}, "
              f"bare {spread(base_values)}"]))
-    rows[0].notes.append("skutui's first paint is its Starting screen; the bare app's is its "
-                         "whole table")
+    rows[0].notes.append("skutui's first paint is its home screen (Configure); the bare app's "
+                         "is its whole table")
     rows[1].notes.append("skutui: Configure (no cluster) with its footer keys drawn")
     return rows
 

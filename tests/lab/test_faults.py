@@ -4,14 +4,16 @@ must be, the journal complete, the floating IP on one node only).
 
 Faults already covered elsewhere: keepalived killed (test_cluster), SSH cut mid-create
 (test_cluster), split brain at create (test_cluster), a changed host key (test_cluster), the
-password never written (test_cluster), a backup away while files change and commands are
-queued (test_agent), a master's agent killed mid-replay (test_agent).
+password never in a file, log or process list (test_cluster), a backup away while files
+change and commands are queued (test_agent), a master's agent killed mid-replay
+(test_agent). Bad input of every kind: tests/unit/test_bad_input.py.
 """
 
 from __future__ import annotations
 
 import secrets
 import signal
+import stat
 import subprocess
 import threading
 from collections.abc import Callable
@@ -228,7 +230,9 @@ def test_ctrl_c_during_create_rolls_both_nodes_back(cluster: LabCluster) -> None
         cluster.lab.command(A, ["sh", "-c", 'echo $$; exec "$@"', "sh", "skutui",
                                 *cluster.create_args()]),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=cluster.lab.environment())
+        env=cluster.lab.environment(),
+        # As from a terminal: a run started in the background inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pid = create.stdout.readline().strip()
     lines: list[str] = []
     started = threading.Event()
@@ -301,3 +305,24 @@ def test_disk_full_on_the_backup_keeps_the_old_configuration_on_both(cluster: La
     finally:
         cluster.skutui(B, "node", "erase")
         cluster.run(B, "umount", "/etc/skutui")
+
+
+# --- security ---------------------------------------------------------------------------------
+
+
+def test_keys_and_configurations_are_root_only_and_so_is_the_control_socket(
+        cluster: LabCluster) -> None:
+    cluster.created()
+    private = ("/etc/skutui/cluster.toml", "/etc/skutui/local/id_ed25519",
+               "/etc/skutui/local/known_hosts", "/etc/keepalived/keepalived.conf",
+               "/etc/conntrackd/conntrackd.conf", "/run/skutui/control.sock")
+    for node in (A, B):
+        for path in private:
+            info = cluster.file(node, path).stat()
+            assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, 0), (node, path)
+        assert stat.S_IMODE(cluster.file(node, "/etc/skutui/local").stat().st_mode) == 0o700
+        # Another user is refused with a clear message, whatever the socket's mode.
+        nobody = cluster.run(node, "setpriv", "--reuid=65534", "--regid=65534",
+                             "--clear-groups", "skutui", "events", "--state")
+        assert nobody.returncode != 0 and "for root only" in nobody.stderr, nobody.stderr
+        assert "Traceback" not in nobody.stderr
