@@ -7,7 +7,6 @@ No traceback reaches the operator: expected failures are caught here and printed
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import socket
@@ -58,6 +57,8 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _cmd_interfaces(args: argparse.Namespace) -> int:
+    import asyncio
+
     from skutui.core.validation import cluster_candidates
     from skutui.net import discover_addresses
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +29,8 @@ def _run(work: Callable[..., Awaitable[int]]) -> Callable[[argparse.Namespace], 
     """Run an async command on one lifecycle and close its peer connection afterwards."""
 
     def command(args: argparse.Namespace) -> int:
+        import asyncio
+
         async def main() -> int:
             lifecycle = _lifecycle()
             try:
