@@ -152,18 +152,13 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def announce_transition(paths: Paths, state: str, failed: list[str]) -> bool:
-    """For keepalived's notify hook: tell the agent how its steps went (the agent announced
-    the transition itself when keepalived made it). Best effort: the hook's own work never
-    waits on the agent."""
+    """For keepalived's notify hook, when it ran the transition itself: tell the agent how
+    its steps went. Best effort: the hook's own work never waits on the agent."""
     from skutui.agent.control import post_event
+    from skutui.agent.transitions import outcome_event
 
-    role = {"master": Role.MASTER, "backup": Role.BACKUP, "fault": Role.MAINTENANCE}[state]
-    message = f"{state.upper()} steps done"
-    if failed:
-        message += "; failed steps: " + "; ".join(failed)
-    return post_event(paths.control_socket, "service", message,
-                      level="error" if failed else "info", role=role.value,
-                      cause=f"keepalived {state.upper()}", failed=failed)
+    message, level, data = outcome_event(state, failed)
+    return post_event(paths.control_socket, "service", message, level=level, **data)
 
 
 # --- skutui events -------------------------------------------------------------------------

@@ -222,7 +222,10 @@ class LocalNode:
                 f"this node's hostname {hostname} is not one of the cluster's nodes "
                 f"({', '.join(n.hostname for n in config.nodes)})"
             ) from None
-        keepalived_text = render_keepalived(config, hostname, self.paths, skutui_command() + " agent notify")
+        from skutui.agent.transitions import hook_command
+
+        keepalived_text = render_keepalived(
+            config, hostname, self.paths, hook_command(skutui_command(), self.paths.transition_mark))
         self._check_keepalived(keepalived_text)
         self.paths.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.paths.maintenance_flag.exists():

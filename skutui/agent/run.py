@@ -10,8 +10,9 @@ What it runs, side by side:
   replayer (a backup never pushes and never replays);
 - every few seconds: keepalived, conntrackd and (on the master) the configured services;
 - the control socket: the current state and the event stream (``skutui events``);
-- keepalived's notify FIFO: a transition is announced the moment keepalived makes it; its
-  notify hook (a separate process) reports the outcome of its steps afterwards.
+- keepalived's notify FIFO: a transition is announced and run the moment keepalived makes
+  it (keepalived's notify hook then finds it marked done; without the agent, the hook runs
+  it itself).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from skutui.agent.control import ControlError, ControlServer, EventBus, now_iso
 from skutui.agent.journal import Journal, JournalError, ReplayBlocked, Replayer, SshReplayTarget
 from skutui.agent.sync import Pusher, SshRemoteTree, SyncFilter, SyncService, synced_roots
+from skutui.agent.transitions import mark_done, outcome_event, run_transition
 from skutui.core import store
 from skutui.core.model import DEFAULT_CHECK_INTERVAL, ClusterConfig, Node, Role
 from skutui.core.paths import Paths
@@ -139,7 +141,8 @@ class Agent:
                  hostname: str | None = None,
                  connect: Callable[[Node, Paths], object] = _default_connection,
                  guard: bool = True, sync_options: dict | None = None,
-                 service_check: Callable[[str], bool] = service_running) -> None:
+                 service_check: Callable[[str], bool] = service_running,
+                 transition: Callable[[LocalNode, str], list[str]] = run_transition) -> None:
         self.paths = paths
         self.node = node or LocalNode(paths)
         self.hostname = hostname or socket.gethostname()
@@ -149,6 +152,9 @@ class Agent:
         self.guard = guard
         self.sync_options = sync_options or {}
         self.service_check = service_check
+        self.transition = transition
+        self._transitions: asyncio.Queue[str] = asyncio.Queue()
+        """keepalived's states from the FIFO, run in the order they came."""
         self.started = time.time()
         self.config: ClusterConfig | None = None
         self._config_seen: object = _UNSET
@@ -335,6 +341,20 @@ class Agent:
             except OSError as exc:
                 log.error("cannot write the role file: %s", exc)
         self.keepalived_moved(role, f"keepalived {words[2]}")
+        self._transitions.put_nowait(words[2].lower())
+
+    async def run_transition(self, state: str) -> None:
+        """Run the steps of keepalived's ``state``, mark them done for keepalived's hook,
+        and report how they went."""
+        failed = await asyncio.to_thread(self.transition, self.node, state)
+        try:
+            mark_done(self.paths.transition_mark, state)
+        except OSError as exc:  # the hook then runs the steps again: harmless, only slower
+            log.error("cannot mark the transition done: %s", exc)
+        log.info("notify: transition to %s%s", state,
+                 f"; failed: {'; '.join(failed)}" if failed else "")
+        message, level, data = outcome_event(state, failed)
+        self.events.emit("service", message, level=level, **data)
 
     # --- the sync ---------------------------------------------------------------------------
 
@@ -491,6 +511,14 @@ class Agent:
             loop.remove_reader(fd)
             os.close(fd)
 
+    async def _run_transitions(self) -> None:
+        while True:
+            state = await self._transitions.get()
+            try:
+                await self.run_transition(state)
+            except Exception:  # noqa: BLE001 - the next transition must still run
+                log.exception("transition to %s failed", state)
+
     async def _replication(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -549,7 +577,7 @@ class Agent:
         self.events.emit("agent", f"agent started (pid {os.getpid()})")
         loops = [asyncio.create_task(coro, name=coro.__name__) for coro in (
             self._rounds(), self._peer_probes(), self._replication(), self._service_checks(),
-            self._keepalived_fifo())]
+            self._keepalived_fifo(), self._run_transitions())]
         try:
             await asyncio.gather(*loops)
         finally:

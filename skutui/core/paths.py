@@ -69,6 +69,11 @@ class Paths:
         return self.run_dir / "keepalived.fifo"
 
     @property
+    def transition_mark(self) -> Path:
+        """The agent's "STATE TIME_NS" after it ran a transition; keepalived's hook reads it."""
+        return self.run_dir / "transition"
+
+    @property
     def keepalived_pid(self) -> Path:
         return self.run_dir / "keepalived.pid"
 

@@ -292,12 +292,20 @@ def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkey
     assert role == "backup" and message.startswith("master -> backup: "), message
 
 
-def test_keepalived_fifo_lines_write_the_role_and_announce_it_at_once(tmp_path: Path):
+async def test_keepalived_fifo_lines_write_the_role_announce_it_and_run_it(tmp_path: Path):
     paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
     paths.local_dir.mkdir(parents=True)
+    paths.run_dir.mkdir()
     config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
                                                     Node("node-b", "198.18.0.2")))
-    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False)
+    ran: list[str] = []
+
+    def transition(node, state: str) -> list[str]:
+        ran.append(state)
+        return ["conntrackd -c: no answer"] if state == "master" else []
+
+    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False,
+                  transition=transition)
     agent._note_role(Role.BACKUP)
     for line in ('INSTANCE "SKUTUI" FAULT 0', 'GROUP "G" MASTER 0', "garbage",
                  'INSTANCE "SKUTUI" FAULT 0', 'INSTANCE "SKUTUI" MASTER 120'):
@@ -307,11 +315,21 @@ def test_keepalived_fifo_lines_write_the_role_and_announce_it_at_once(tmp_path: 
     assert roles == [("maintenance", "keepalived FAULT", "keepalived moved this node to FAULT"),
                      ("master", "keepalived MASTER", "keepalived moved this node to MASTER")]
     assert paths.role_file.read_text() == "master\n"
-    # The hook's outcome follows as a service event; the role is not announced again.
+    # Each state is run in the order it came, marked done for keepalived's hook, reported.
+    while not agent._transitions.empty():
+        await agent.run_transition(agent._transitions.get_nowait())
+    assert ran == ["fault", "fault", "master"]
+    done, at = paths.transition_mark.read_text().split()
+    assert done == "master" and abs(int(at) - time.time_ns()) < 10 * 10**9
+    [*_, fault, master] = [e for e in agent.events.recent(50) if e["kind"] == "service"]
+    assert (fault["message"], fault["level"]) == ("FAULT steps done", "info")
+    assert master["message"] == "MASTER steps done; failed steps: conntrackd -c: no answer"
+    assert master["level"] == "error" and master["data"]["failed"] == ["conntrackd -c: no answer"]
+    # A hook that ran the steps itself reports them; the role is not announced again.
     agent.posted("service", "MASTER steps done", "info",
                  {"role": "master", "cause": "keepalived MASTER", "failed": []})
     kinds = [e["kind"] for e in agent.events.recent(50)][-2:]
-    assert kinds == ["role", "service"]
+    assert kinds == ["service", "service"]
 
 
 async def test_an_agent_without_a_cluster_serves_its_state(tmp_path: Path, fast):
