@@ -10,9 +10,9 @@ README's command. A round, with the master M and the backup S:
 2. keepalived's processes on M (the VRRP child first, then the parent) get SIGKILL from the
    host: no priority-0 advert goes out, as when the daemon or its machine dies;
 3. measured from the kill: S's `ip monitor` shows 198.18.0.100 added, and S's agent reports
-   the outcome of keepalived's MASTER notify hook (event kind "service", cause "keepalived
-   MASTER"), which the hook posts after `conntrackd -c; -f; -R; -B` have run. The figure is
-   the later of the two. The agent's role event, sent when keepalived's notify FIFO line
+   the outcome of the MASTER transition (event kind "service", cause "keepalived MASTER"),
+   which the agent reports once `conntrackd -c; -f; -R; -B` have run. The figure is the
+   later of the two. The agent's role event, sent when keepalived's notify FIFO line
    arrives, is shown for comparison;
 4. M's agent drops the address its dead keepalived left behind, `skutui node start` brings
    keepalived back on M, which rejoins as backup (failback disabled), and the next round
@@ -37,8 +37,8 @@ LAB = True
 DEFAULT_ROUNDS = 5
 TARGET = 1.15
 MASTER_CAUSE = "keepalived MASTER"
-"""The cause of the agent's role event and of the notify hook's outcome
-(skutui.agent.run.Agent.fifo_line, skutui.agent_cli.announce_transition)."""
+"""The cause of the agent's role event and of the transition's outcome
+(skutui.agent.run.Agent.fifo_line, skutui.agent.transitions.outcome_event)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
