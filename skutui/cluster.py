@@ -34,8 +34,8 @@ ELECTION_MARGIN = 5.0
 """Seconds allowed beyond keepalived's own 3 x advert interval for a node to settle."""
 STATUS_TIMEOUT_MIN = 2.0
 NOTIFY_MARGIN = 1.0
-"""Seconds from a keepalived transition until its notify hook (a Python process) has
-written the role file."""
+"""Seconds from a keepalived transition until the role file says it (the agent writes it
+when keepalived's notify FIFO line comes, keepalived's hook when no agent runs)."""
 
 
 def no_progress(line: str) -> None:
@@ -425,8 +425,8 @@ async def _hold_roles(expected: list[tuple[NodeOps, Role]], seconds: float, inte
     while True:
         wrong = await wrong_roles()
         if wrong and not any(actual is Role.MASTER for _, _, actual in wrong):
-            # The master stepping down is often seen first: the node taking over shows
-            # it once its notify hook has run. Look again before naming the cause.
+            # The master stepping down is often seen first: the node taking over shows it
+            # once its role file says so. Look again before naming the cause.
             await asyncio.sleep(NOTIFY_MARGIN)
             wrong = await wrong_roles() or wrong
         for node, role, actual in wrong:

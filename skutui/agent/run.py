@@ -51,10 +51,10 @@ ANSWER_RETRY = 10.0
 KEEPALIVED_STATES = {"MASTER": Role.MASTER, "BACKUP": Role.BACKUP, "FAULT": Role.MAINTENANCE}
 """keepalived's states in its notify FIFO lines, and the roles they give this node."""
 ROLE_ANNOUNCE_GRACE = 2.0
-"""Seconds a role change seen in the role file waits for keepalived's notify hook to
-announce it. The hook writes the file first, then runs its steps and posts the change with
-their outcome: waiting makes one change one event. A change no hook announces (keepalived
-died) is announced by the agent itself after this."""
+"""Seconds a role change seen in the role file waits to be announced with its cause, by
+keepalived's FIFO line or by its notify hook when that ran the transition (it writes the
+file before it reports): waiting makes one change one event. A change neither announces
+(keepalived died) is announced by a round after this."""
 SYNC_RESTART_DELAY = 30.0
 SERVICE_TIMEOUT = 10.0
 
@@ -330,7 +330,7 @@ class Agent:
     def fifo_line(self, line: str) -> None:
         """One line of keepalived's notify FIFO, e.g. ``INSTANCE "SKUTUI" MASTER 120``. The
         role file is written here, before the event: a reader of the node table that the
-        event sends looking must find the new role already (the hook writes it again)."""
+        event sends looking must find the new role already (the steps write it again)."""
         words = line.replace('"', " ").split()
         if len(words) < 3 or words[0] != "INSTANCE" or words[2] not in KEEPALIVED_STATES:
             return

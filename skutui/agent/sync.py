@@ -155,6 +155,14 @@ def _local_ids(entry: dict) -> tuple[int, int]:
     return uid, gid
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class HashCache:
     """File hashes by (inode, size, mtime, ctime): a reconcile re-reads only what changed."""
 
@@ -166,12 +174,9 @@ class HashCache:
         known = self._known.get(str(path))
         if known and known[0] == key:
             return known[1]
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        self._known[str(path)] = (key, digest.hexdigest())
-        return digest.hexdigest()
+        digest = file_sha256(path)
+        self._known[str(path)] = (key, digest)
+        return digest
 
     def retain(self, paths: Iterable[Path]) -> None:
         """Forget files that are gone, so the cache never outgrows the tree."""
@@ -312,7 +317,7 @@ def apply_request(request: dict, *, under: Path = Path("/"),
         elif not target.is_file() or target.is_symlink():
             missing.append(str(path))
             continue
-        elif path in verify and not _holds(target, entry):
+        elif path in verify and not _has_contents(target, entry):
             stale.append(str(path))  # changed here behind the master's back
             continue
         _set_metadata(target, entry)
@@ -324,15 +329,9 @@ def apply_request(request: dict, *, under: Path = Path("/"),
             "missing": missing, "stale": stale}
 
 
-def _holds(target: Path, entry: dict) -> bool:
+def _has_contents(target: Path, entry: dict) -> bool:
     """Whether ``target`` has exactly the contents ``entry`` describes."""
-    if target.stat().st_size != entry["size"]:
-        return False
-    digest = hashlib.sha256()
-    with open(target, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == entry["sha256"]
+    return target.stat().st_size == entry["size"] and file_sha256(target) == entry["sha256"]
 
 
 def _place_link(target: Path, destination: str) -> None:

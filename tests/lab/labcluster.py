@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import threading
@@ -278,3 +279,40 @@ class EventStream:
             if self.proc.poll() is None:
                 self.proc.kill()
         self.reader.join(timeout=10)
+
+
+class CreateRun:
+    """``skutui cluster create`` running in node-a, its output lines read as they come.
+    SIGINT is as from a terminal (a run started in the background inherits it ignored)."""
+
+    def __init__(self, cluster: LabCluster, password: str = PASSWORD):
+        self.process = subprocess.Popen(
+            cluster.lab.command(A, ["sh", "-c", 'echo $$; exec "$@"', "sh", "skutui",
+                                    *cluster.create_args()]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=cluster.lab.environment(),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        self.pid = self.process.stdout.readline().strip()
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.process.stdin.write(password + "\n")
+        self.process.stdin.close()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, prefix: str, timeout: float) -> None:
+        wait_for(lambda: any(line.startswith(prefix) for line in self.lines), timeout,
+                 f"create prints {prefix!r}; it printed:\n" + "\n".join(self.lines))
+
+    def finish(self) -> tuple[int, str, str]:
+        """Its exit status, standard output and error, once it ended (killed after 60 s)."""
+        try:
+            self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.reader.join(timeout=10)
+        return self.process.returncode, "\n".join(self.lines), self.process.stderr.read()

@@ -26,8 +26,8 @@ import pytest
 from skutui.lab import PASSWORD
 from skutui.lab.topology import FLOATING_IP
 
-from tests.lab.labcluster import (A, B, INTERVAL, NODE_A, NODE_B, VIP, LabCluster, tree_changes,
-                                  wait_for)
+from tests.lab.labcluster import (A, B, INTERVAL, NODE_A, NODE_B, VIP, CreateRun, LabCluster,
+                                  tree_changes, wait_for)
 
 pytestmark = pytest.mark.lab
 
@@ -412,43 +412,21 @@ def test_connection_cut_during_create_rolls_both_nodes_back(cluster: LabCluster,
     running_before = {n: cluster.daemons(n) for n in (A, B)}
 
     marker = cluster.file(B, trigger)
-    create = subprocess.Popen(
-        cluster.lab.command(A, ["skutui", *cluster.create_args()]), stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.lab.environment())
-    lines: list[str] = []
-    failed = threading.Event()
-
-    def read() -> None:
-        for line in create.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Failed:"):
-                failed.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    create = CreateRun(cluster)
     cut = False
     try:
-        create.stdin.write(PASSWORD + "\n")
-        create.stdin.close()
         # The moment node-b writes the file, cut every SSH session to it and
         # refuse new ones (a reset, so nothing waits for a timeout) until create gives up.
         wait_for(marker.exists, 30, f"node-b writes {trigger}", poll=0.001)
         cluster.run(B, "nft", "-f", "-", input=CUT_RULES, check=True)
         cut = True
         cluster.run(B, "pkill", "-f", "sshd: root")
-        assert failed.wait(30), "create did not fail after the cut:\n" + "\n".join(lines)
+        create.wait_line("Failed:", 30)
     finally:
         if cut:
             cluster.run(B, "nft", "delete", "table", "inet", CUT_TABLE, check=True)
-        try:
-            create.wait(timeout=60)
-        finally:
-            if create.poll() is None:
-                create.kill()
-        reader.join(timeout=10)
-    stderr = create.stderr.read()
-    output = "\n".join(lines)
-    assert create.returncode == 1, output + stderr
+        code, output, stderr = create.finish()
+    assert code == 1, output + stderr
     assert "both nodes were rolled back as they were" in stderr, output + stderr
     assert "rollback incomplete" not in stderr
     # Cut while node-b ran a step, or refused when create went back to it: either way named.

@@ -14,16 +14,13 @@ from __future__ import annotations
 import secrets
 import signal
 import stat
-import subprocess
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
 
-from skutui.lab import PASSWORD
-
-from tests.lab.labcluster import A, B, INTERFACE, INTERVAL, VIP, LabCluster, tree_changes, wait_for
+from tests.lab.labcluster import (A, B, INTERFACE, INTERVAL, VIP, CreateRun, LabCluster,
+                                  tree_changes, wait_for)
 from tests.lab.test_cluster import (ELECTION, assert_maintenance_row, assert_master_row,
                                     assert_roles, hold_for, keepalived_pids, settle_vip)
 
@@ -226,39 +223,15 @@ def test_ctrl_c_during_create_rolls_both_nodes_back(cluster: LabCluster) -> None
     areas = ("/etc/skutui", "/etc/keepalived", "/etc/conntrackd")
     skip = {"/etc/skutui": ("local",)}
     before = {n: cluster.trees(n, areas, skip) for n in (A, B)}
-    create = subprocess.Popen(
-        cluster.lab.command(A, ["sh", "-c", 'echo $$; exec "$@"', "sh", "skutui",
-                                *cluster.create_args()]),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=cluster.lab.environment(),
-        # As from a terminal: a run started in the background inherits SIGINT ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    pid = create.stdout.readline().strip()
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        for line in create.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Starting node-b"):
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    create = CreateRun(cluster)
     try:
-        create.stdin.write(PASSWORD + "\n")
-        create.stdin.close()
-        assert started.wait(30), "\n".join(lines)
+        create.wait_line("Starting node-b", 30)
         # node-a is master with the floating IP by now: the worst moment to stop.
-        cluster.run(A, "kill", "-INT", pid, check=True)
-        create.wait(timeout=60)
+        cluster.run(A, "kill", "-INT", create.pid, check=True)
     finally:
-        if create.poll() is None:
-            create.kill()
-        reader.join(timeout=10)
-    stderr = create.stderr.read()
-    output = "\n".join(lines) + stderr
-    assert create.returncode == 130, output
+        code, lines, stderr = create.finish()
+    output = lines + stderr
+    assert code == 130, output
     assert "Traceback" not in output
     assert "interrupted" in stderr.lower() and "rolled back" in stderr, output
     for node in (A, B):
