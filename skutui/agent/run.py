@@ -48,6 +48,8 @@ JOURNAL_POLL_INTERVAL = 1.0
 BLOCKED_RETRY = 60.0
 """Seconds before a replay the peer refused is tried again (each try is reported)."""
 ANSWER_RETRY = 10.0
+FIFO_CHECK_INTERVAL = 1.0
+"""Seconds between checks that keepalived's notify FIFO is still the one being read."""
 KEEPALIVED_STATES = {"MASTER": Role.MASTER, "BACKUP": Role.BACKUP, "FAULT": Role.MAINTENANCE}
 """keepalived's states in its notify FIFO lines, and the roles they give this node."""
 ROLE_ANNOUNCE_GRACE = 2.0
@@ -119,6 +121,22 @@ class PeerLink:
 
 
 _UNSET = object()
+
+
+def _open_fifo(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkfifo(path, 0o600)
+    return os.open(path, os.O_RDWR | os.O_NONBLOCK)
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        named, opened = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _default_connection(node: Node, paths: Paths):
@@ -481,14 +499,12 @@ class Agent:
             await asyncio.sleep(PEER_PROBE_INTERVAL)
 
     async def _keepalived_fifo(self) -> None:
-        """Read keepalived's notify FIFO (made here if keepalived has not made it yet). Open
-        for writing too, so that keepalived restarting never reads as end of file."""
-        path = self.paths.notify_fifo
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkfifo(path, 0o600)
-        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        """Read keepalived's notify FIFO, made here if keepalived has not made it yet. It is
+        opened for writing too, so that keepalived restarting never reads as end of file,
+        and opened again when the path names another FIFO: keepalived removes the one it
+        made when it stops, and makes a new one when it starts."""
         loop = asyncio.get_running_loop()
+        fd: int | None = None
         pending = bytearray()
 
         def readable() -> None:
@@ -504,12 +520,20 @@ class Agent:
                 except Exception:  # noqa: BLE001 - one bad line must not stop the reader
                     log.exception("notify FIFO line failed: %r", line)
 
-        loop.add_reader(fd, readable)
         try:
-            await asyncio.Event().wait()
+            while True:
+                if fd is None or not _names(self.paths.notify_fifo, fd):
+                    if fd is not None:
+                        loop.remove_reader(fd)
+                        os.close(fd)
+                    fd = _open_fifo(self.paths.notify_fifo)
+                    pending.clear()
+                    loop.add_reader(fd, readable)
+                await asyncio.sleep(FIFO_CHECK_INTERVAL)
         finally:
-            loop.remove_reader(fd)
-            os.close(fd)
+            if fd is not None:
+                loop.remove_reader(fd)
+                os.close(fd)
 
     async def _run_transitions(self) -> None:
         while True:

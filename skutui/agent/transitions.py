@@ -25,6 +25,8 @@ then send everything to the peer."""
 BACKUP_CONNTRACK_STEPS = (("-t",), ("-n",))
 """Shorten kernel timers of connections this node no longer serves, ask the master for a resync."""
 FAULT_CONNTRACK_STEPS = (("-t",),)
+SERVICE_STEP_TIMEOUT = 60.0
+"""Seconds a service start or stop may take: the next transition waits for this one."""
 
 
 def _conntrack_steps(node: LocalNode, steps) -> list[str]:
@@ -44,7 +46,16 @@ def _services(node: LocalNode, action: str) -> list[str]:
     config = node.config()
     failed = []
     for name in config.services if config else ():
-        result = subprocess.run(["service", name, action], capture_output=True, text=True)
+        try:
+            result = subprocess.run(["service", name, action], capture_output=True, text=True,
+                                    timeout=SERVICE_STEP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            failed.append(f"service {name} {action}: not done after {SERVICE_STEP_TIMEOUT:g} s; "
+                          "stopped")
+            continue
+        except OSError as exc:
+            failed.append(f"service {name} {action}: {exc}")
+            continue
         if result.returncode != 0:
             failed.append(f"service {name} {action}: {result.stderr.strip() or result.returncode}")
     return failed

@@ -361,3 +361,43 @@ async def test_the_notify_hook_announces_a_transition_with_its_cause(server: Con
                              "failed": ["conntrackd -t: 1"]}
     await server.close()
     assert not await asyncio.to_thread(announce_transition, paths, "master", [])
+
+
+async def test_the_agent_reads_keepalived_s_fifo_even_after_keepalived_made_a_new_one(
+        tmp_path: Path, fast, monkeypatch):
+    monkeypatch.setattr(agent_run, "FIFO_CHECK_INTERVAL", 0.05)
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    paths.local_dir.mkdir(parents=True)
+    config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
+                                                    Node("node-b", "198.18.0.2")))
+    ran: list[str] = []
+    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False,
+                  transition=lambda node, state: ran.append(state) or [])
+    task = asyncio.create_task(agent.run())
+
+    def keepalived_writes(line: str) -> None:
+        fd = os.open(paths.notify_fifo, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, line.encode() + b"\n")
+        finally:
+            os.close(fd)
+
+    try:
+        await wait_until(lambda: paths.notify_fifo.exists())
+        assert stat.S_ISFIFO(paths.notify_fifo.stat().st_mode)
+        keepalived_writes('INSTANCE "SKUTUI" MASTER 120')
+        await wait_until(lambda: ran == ["master"])
+        # keepalived stopped (removing the FIFO it made) and started again with a new one.
+        paths.notify_fifo.unlink()
+        os.mkfifo(paths.notify_fifo, 0o600)
+        holder = os.open(paths.notify_fifo, os.O_RDWR | os.O_NONBLOCK)  # keepalived's end
+        try:
+            keepalived_writes('INSTANCE "SKUTUI" BACKUP 120')
+            await wait_until(lambda: ran == ["master", "backup"])
+        finally:
+            os.close(holder)
+        assert paths.role_file.read_text() == "backup\n"
+        assert paths.transition_mark.read_text().split()[0] == "backup"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
