@@ -1,7 +1,8 @@
 """The node agent: keeps a node's part of the cluster working while no console is open.
 
 ``python -m skutui.agent.run`` is the long-running process (started by ``LocalNode.start``);
-``skutui agent notify STATE`` is the hook keepalived calls on each VRRP transition.
+it runs each VRRP transition as keepalived's notify FIFO reports it. keepalived's notify hook
+(``notify_hook.sh``) runs ``skutui agent notify STATE`` itself only when the agent did not.
 """
 
 from __future__ import annotations

@@ -131,7 +131,8 @@ def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, not
       it with RLIMIT_RTTIME), so a busy load balancer does not delay adverts sent every 0.1 s.
     - Scripts run as root with ``enable_script_security``: keepalived then refuses a notify
       script that a non-root user could modify.
-    - The notify FIFO is created by keepalived; its directory (paths.run_dir) must exist.
+    - The notify FIFO is read by the agent, which runs each transition from it; whichever of
+      keepalived and the agent starts first creates it in paths.run_dir.
     """
     _check_notify_command(notify_command)
     local, peer = _local_and_peer(cfg, local_hostname)
