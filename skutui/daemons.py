@@ -71,12 +71,18 @@ def process_ids(*arguments: str, comm: str | None = None) -> list[int]:
     return sorted(found)
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, ppid, …; [] if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def _pid_state(pid: int) -> str | None:
     """The kernel's one-letter state of ``pid`` (R, S, T for stopped, Z…), None if gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -190,7 +196,7 @@ class Keepalived:
     @staticmethod
     def _is_parent(pid: int) -> bool:
         try:
-            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            ppid = int(_stat_fields(pid)[1])
             parent_comm = Path(f"/proc/{ppid}/comm").read_text().strip()
         except (OSError, IndexError, ValueError):
             return False

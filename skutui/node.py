@@ -300,7 +300,10 @@ class LocalNode:
             Journal(self.paths.journal_dir).discard_pending()
 
     def write_role(self, role: Role) -> None:
-        store.write_text_atomic(self.paths.role_file, role.value + "\n")
+        """Only when it changes: a transition's steps find it written already by the agent,
+        and a second synced write would only delay the conntrackd commit after it."""
+        if self.role() is not role:
+            store.write_text_atomic(self.paths.role_file, role.value + "\n")
 
     def set_maintenance(self, on: bool) -> str:
         config = self.config()

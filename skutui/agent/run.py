@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from skutui.agent.control import ControlError, ControlServer, EventBus, now_iso
 from skutui.agent.journal import Journal, JournalError, ReplayBlocked, Replayer, SshReplayTarget
 from skutui.agent.sync import Pusher, SshRemoteTree, SyncFilter, SyncService, synced_roots
-from skutui.agent.transitions import mark_done, outcome_event, run_transition
+from skutui.agent.transitions import STATE_ROLES, mark_done, outcome_event, run_transition
 from skutui.core import store
 from skutui.core.model import DEFAULT_CHECK_INTERVAL, ClusterConfig, Node, Role
 from skutui.core.paths import Paths
@@ -50,8 +50,6 @@ BLOCKED_RETRY = 60.0
 ANSWER_RETRY = 10.0
 FIFO_CHECK_INTERVAL = 1.0
 """Seconds between checks that keepalived's notify FIFO is still the one being read."""
-KEEPALIVED_STATES = {"MASTER": Role.MASTER, "BACKUP": Role.BACKUP, "FAULT": Role.MAINTENANCE}
-"""keepalived's states in its notify FIFO lines, and the roles they give this node."""
 ROLE_ANNOUNCE_GRACE = 2.0
 """Seconds a role change seen in the role file waits to be announced with its cause, by
 keepalived's FIFO line or by its notify hook when that ran the transition (it writes the
@@ -348,18 +346,18 @@ class Agent:
     def fifo_line(self, line: str) -> None:
         """One line of keepalived's notify FIFO, e.g. ``INSTANCE "SKUTUI" MASTER 120``. The
         role file is written here, before the event: a reader of the node table that the
-        event sends looking must find the new role already (the steps write it again)."""
+        event sends looking must find the new role already."""
         words = line.replace('"', " ").split()
-        if len(words) < 3 or words[0] != "INSTANCE" or words[2] not in KEEPALIVED_STATES:
+        if len(words) < 3 or words[0] != "INSTANCE" or words[2].lower() not in STATE_ROLES:
             return
-        role = KEEPALIVED_STATES[words[2]]
-        if role is not self._role:
-            try:
-                self.node.write_role(role)
-            except OSError as exc:
-                log.error("cannot write the role file: %s", exc)
+        state = words[2].lower()
+        role = STATE_ROLES[state]
+        try:
+            self.node.write_role(role)
+        except OSError as exc:
+            log.error("cannot write the role file: %s", exc)
         self.keepalived_moved(role, f"keepalived {words[2]}")
-        self._transitions.put_nowait(words[2].lower())
+        self._transitions.put_nowait(state)
 
     async def run_transition(self, state: str) -> None:
         """Run the steps of keepalived's ``state``, mark them done for keepalived's hook,

@@ -82,6 +82,9 @@ def to_fault(node: LocalNode) -> list[str]:
     return _conntrack_steps(node, FAULT_CONNTRACK_STEPS)
 
 
+STATE_ROLES = {"master": Role.MASTER, "backup": Role.BACKUP, "fault": Role.MAINTENANCE}
+"""keepalived's states (as its notify hook and FIFO name them) and the role each gives."""
+
 TRANSITIONS: dict[str, Callable[[LocalNode], list[str]]] = {
     "master": to_master,
     "backup": to_backup,
@@ -94,7 +97,7 @@ def run_transition(node: LocalNode, state: str) -> list[str]:
 
 def outcome_event(state: str, failed: list[str]) -> tuple[str, str, dict]:
     """The ``service`` event (message, level, data) that reports a transition's steps."""
-    role = {"master": Role.MASTER, "backup": Role.BACKUP, "fault": Role.MAINTENANCE}[state]
+    role = STATE_ROLES[state]
     message = f"{state.upper()} steps done"
     if failed:
         message += "; failed steps: " + "; ".join(failed)
