@@ -27,7 +27,7 @@ from pathlib import Path
 from common import BENCH_DIR, PYTHON, BenchError, Row, failed_row, fmt_time, median, note, rounds, spread, standalone
 from labkit import MAINTENANCE_FLAG, A, B, LabBench, LineStream, wait_for
 
-from skutui.core.store import write_text_atomic
+from skutui.system.files import write_text_atomic
 
 NAME = "events"
 LAB = True

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from common import BenchError, cmdline, kill_tree, note, parent_of
 
-from skutui.lab import Lab, PASSWORD
+from skutui_lab import Lab, PASSWORD
 
 T = TypeVar("T")
 

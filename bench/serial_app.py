@@ -15,15 +15,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from skutui.core.model import Status  # noqa: E402
+from skutui.domain.model import Status  # noqa: E402
 from skutui.ui.app import SkutuiApp  # noqa: E402
 from skutui.ui.profile import detect_profile  # noqa: E402
 from tests.fakes import FakeClusterService  # noqa: E402
 
 EVENT_MESSAGE = "conntrackd is not running on this node"
-"""What the agent's service check says when a daemon stops (skutui.agent.run)."""
+"""What the agent's service check says when a daemon stops (skutui.agent.main)."""
 CHANGED_MESSAGE = "Failed services: conntrackd"
-"""What the status digest says for a backup without conntrackd (skutui.core.digest)."""
+"""What the status digest says for a backup without conntrackd (skutui.domain.digest)."""
 
 
 class OneChangeService(FakeClusterService):

@@ -1,14 +1,33 @@
-"""Entry point: ``python -m skutui`` and the ``skutui`` console script."""
+"""Entry point: ``python -m skutui`` and the ``skutui`` console script.
+
+The composition root: it hands the command line the way to open the console, so neither
+front end imports the other, and passes ``skutui lab …`` to the lab, which is a package of
+its own (tests and demos) that the operator's ``skutui --help`` does not list.
+"""
 
 from __future__ import annotations
 
 import sys
 
+LAB_COMMAND = "lab"
+
+
+def _open_console(ascii_profile: bool) -> int:
+    from skutui.domain.paths import Paths
+    from skutui.ui.launch import launch_console
+
+    return launch_console(ascii_profile=ascii_profile, paths=Paths.from_env())
+
 
 def main(argv: list[str] | None = None) -> int:
-    from skutui.cli import run
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == [LAB_COMMAND]:
+        from skutui_lab.cli import main as lab_main
 
-    return run(sys.argv[1:] if argv is None else argv)
+        return lab_main(args)
+    from skutui.cli.main import run
+
+    return run(args, open_console=_open_console)
 
 
 if __name__ == "__main__":

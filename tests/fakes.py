@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
-from skutui.core.api import (
+from skutui.domain.wire import (
     CheckResult,
     CreateRequest,
     EditRequest,
@@ -20,9 +20,9 @@ from skutui.core.api import (
     NodeRow,
     NodeSide,
     Progress,
-    ServiceError,
 )
-from skutui.core.model import (
+from skutui.domain.errors import Failed
+from skutui.domain.model import (
     FAILBACK_DISABLED,
     ClusterConfig,
     InterfaceAddress,
@@ -88,7 +88,7 @@ class FakeClusterService:
     preflight_failures: tuple[str, ...] = ()
     """Names from CHECK_NAMES that fail."""
     errors: dict[str, str] = field(default_factory=dict)
-    """Method name -> the ServiceError message that method raises."""
+    """Method name -> the Failed message that method raises."""
     edit_changes: list[str] | None = None
     """What edit reports; None means: compare with the configuration, as the real one does."""
     nodes_delay: float = 0.0
@@ -118,7 +118,7 @@ class FakeClusterService:
 
     def _fail_if_asked(self, method: str) -> None:
         if method in self.errors:
-            raise ServiceError(self.errors[method])
+            raise Failed(self.errors[method])
 
     # The protocol --------------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ class FakeClusterService:
         self.calls.append(("preflight", request))
         progress(f"Logging in to {request.remote_ip} as root with the password...")
         if request.password != PASSWORD:
-            raise ServiceError(
+            raise Failed(
                 f"The root password was refused by {request.remote_ip}. Check the password; "
                 "if it is right, the peer may refuse root password logins "
                 "(PermitRootLogin prohibit-password in /etc/ssh/sshd_config)."
@@ -244,11 +244,11 @@ class FakeClusterService:
         hostname = LOCAL.hostname if node == "local" else REMOTE.hostname
         if on:
             if node in self.maintenance:
-                raise ServiceError("The node is already under maintenance")
+                raise Failed("The node is already under maintenance")
             self.maintenance.add(node)
             return f"{hostname} is now in maintenance"
         if node not in self.maintenance:
-            raise ServiceError("The node is not under maintenance")
+            raise Failed("The node is not under maintenance")
         self.maintenance.discard(node)
         return f"{hostname} left maintenance and rejoins as backup"
 

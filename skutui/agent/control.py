@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from skutui.domain.errors import Failed
+
 log = logging.getLogger("skutui.agent")
 
 KINDS = ("role", "sync", "replication", "service", "peer", "agent")
@@ -87,7 +89,7 @@ class EventBus:
         self._subscribers.discard(queue)
 
 
-class ControlError(Exception):
+class ControlError(Failed):
     """The control socket cannot be served or reached; the message is for the operator."""
 
 

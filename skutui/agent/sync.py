@@ -34,12 +34,13 @@ import pwd
 import shutil
 import stat
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from skutui.agent.inotify import CREATED, OVERFLOW, TreeWatcher
-from skutui.core.store import fsync_directory as fsync_dir
+from skutui.system.inotify import CREATED, OVERFLOW, TreeWatcher
+from skutui.domain.errors import Failed
+from skutui.system.files import fsync_directory as fsync_dir
 
 MANIFEST_VERSION = 1
 DEBOUNCE = 0.02
@@ -63,7 +64,7 @@ UNSAFE_ROOTS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64",
 VIRTUAL_TREES = ("/proc", "/sys", "/dev", "/run")
 
 
-class SyncError(Exception):
+class SyncError(Failed):
     """A sync step failed or was refused; the message is for the operator."""
 
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import time
 from collections.abc import Callable
-from pathlib import Path
 
-from skutui.core.model import Role
-from skutui.core.store import write_text_atomic
-from skutui.node import LocalNode
+from skutui.domain.model import Role
+from skutui.system.node import LocalNode
 
 log = logging.getLogger("skutui.agent")
 
@@ -103,18 +100,3 @@ def outcome_event(state: str, failed: list[str]) -> tuple[str, str, dict]:
         message += "; failed steps: " + "; ".join(failed)
     return message, "error" if failed else "info", {
         "role": role.value, "cause": f"keepalived {state.upper()}", "failed": failed}
-
-
-HOOK = Path(__file__).with_name("notify_hook.sh")
-"""keepalived's notify hook: it leaves the transition to the agent when the agent marks it
-done, and runs it (``skutui agent notify STATE``) when not."""
-
-
-def hook_command(skutui: str, mark: Path) -> str:
-    """keepalived's notify command line, without the state keepalived's config appends."""
-    return f"/bin/sh {HOOK} {skutui} {mark}"
-
-
-def mark_done(mark: Path, state: str) -> None:
-    """Tell keepalived's hook that the transition to ``state`` has run."""
-    write_text_atomic(mark, f"{state} {time.time_ns()}\n")

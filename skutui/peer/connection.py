@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncssh
 
 from skutui import __version__
-from skutui.core.paths import Paths
+from skutui.domain.paths import Paths
 from skutui.peer.errors import (
     AuthenticationFailed,
     CommandTimeout,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from skutui.domain.errors import Failed
+
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 
 
-class PeerError(Exception):
+class PeerError(Failed):
     """Base of every failure talking to the peer; ``host`` is the address that was used."""
 
     def __init__(self, host: str, message: str) -> None:

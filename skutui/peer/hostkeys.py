@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncssh
 
-from skutui.core.store import write_bytes_atomic
+from skutui.system.files import write_bytes_atomic
 from skutui.peer.errors import HostKeyChanged, HostKeyNotConfirmed, pin_label
 from skutui.peer.localfs import make_private_dir
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import asyncssh
 
-from skutui.core.paths import Paths
-from skutui.core.store import write_bytes_atomic
+from skutui.domain.paths import Paths
+from skutui.system.files import write_bytes_atomic
 from skutui.peer.connection import DEFAULT_CONNECT_TIMEOUT, PeerConnection
 from skutui.peer.errors import KeyRejected, RemoteFileNotFound
 from skutui.peer.hostkeys import SSH_PORT, replace_pin

@@ -1,5 +1,5 @@
 """Folders and authorized_keys text for the key exchange; files are written with
-``skutui.core.store.write_bytes_atomic``."""
+``skutui.system.files.write_bytes_atomic``."""
 
 from __future__ import annotations
 

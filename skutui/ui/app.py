@@ -21,11 +21,11 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from skutui.ui.errors import LOG_FILE, describe
-from skutui.ui.profile import ConsoleProfile, styles_dir
+from skutui.ui.profile import ConsoleProfile, STYLES_DIR
 from skutui.ui.state import ClusterView, read_view
 
 if TYPE_CHECKING:
-    from skutui.core.api import ClusterService
+    from skutui.cluster.api import ClusterService
 
 log = logging.getLogger("skutui.ui")
 
@@ -76,8 +76,8 @@ class SkutuiApp(App[None]):
         to import; they are imported in a thread once the home screen is up, so neither the
         first frame nor a key waits for them."""
         self.profile = profile
-        self.CSS_PATH = [styles_dir() / "skutui.tcss"] + (
-            [styles_dir() / "console.tcss"] if profile.plain else []
+        self.CSS_PATH = [STYLES_DIR / "skutui.tcss"] + (
+            [STYLES_DIR / "console.tcss"] if profile.plain else []
         )
         super().__init__()
         self.service = service

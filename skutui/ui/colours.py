@@ -6,7 +6,7 @@ bright black. The label beside the colour always says the same thing in words.
 
 from __future__ import annotations
 
-from skutui.core.model import Status
+from skutui.domain.model import Status
 
 FULL_COLOUR = {"green": "green", "red": "red", "grey": "grey50", "orange": "dark_orange"}
 SIXTEEN_COLOUR = {"green": "green", "red": "red", "grey": "bright_black", "orange": "yellow"}

@@ -1,6 +1,6 @@
 """One readable line for any failure, so the operator never sees a traceback.
 
-A ServiceError already names what failed, the value and the fix. Anything else is a bug:
+A SkutuiError already names what failed, the value and the fix. Anything else is a bug:
 the operator gets one line and where to find the details, the log gets the traceback.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from skutui.core.api import ServiceError
+from skutui.domain.errors import SkutuiError
 
 LOG_FILE = "/var/log/skutui.log"
 
@@ -16,7 +16,7 @@ log = logging.getLogger("skutui.ui")
 
 
 def describe(error: BaseException) -> str:
-    if isinstance(error, ServiceError):
+    if isinstance(error, SkutuiError):
         text = str(error).strip() or "The operation failed without saying why"
         return text if text.endswith((".", "!", "?")) else f"{text}."
     log.error("unexpected error in the console", exc_info=error)

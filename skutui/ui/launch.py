@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from skutui.core.api import ServiceError
-from skutui.core.paths import Paths
+from skutui.domain.errors import Failed
+from skutui.domain.paths import Paths
 from skutui.ui.errors import LOG_FILE
 
 
@@ -24,7 +24,7 @@ class UnavailableService:
 
     def __getattr__(self, name: str) -> Any:
         async def unavailable(*args: Any, **kwargs: Any) -> Any:
-            raise ServiceError(self.reason)
+            raise Failed(self.reason)
 
         return unavailable
 
@@ -32,7 +32,7 @@ class UnavailableService:
 def build(paths: Paths) -> Any:
     """The real cluster service, or a stand-in that explains why there is none."""
     try:
-        from skutui.service import build_service
+        from skutui.cluster.operations import build_service
     except ImportError as error:
         logging.getLogger("skutui.ui").error("cluster service unavailable", exc_info=error)
         return UnavailableService(
@@ -41,7 +41,7 @@ def build(paths: Paths) -> Any:
         )
     try:
         return build_service(paths)
-    except ServiceError as error:
+    except Failed as error:
         return UnavailableService(str(error))
     except Exception as error:
         logging.getLogger("skutui.ui").error("could not build the cluster service", exc_info=error)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from skutui.core.api import Event, NodeRow
+from skutui.domain.wire import Event, NodeRow
 
 
 @dataclass

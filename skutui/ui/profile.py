@@ -66,10 +66,5 @@ def detect_profile(ascii_requested: bool = False, environ: dict[str, str] | None
     return ConsoleProfile(plain=ascii_requested or term in PLAIN_TERMS or _on_serial_line())
 
 
-def styles_dir() -> Path:
-    """The .tcss folder: inside the installed package, or at the top of a checkout."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "styles", package.parent / "styles"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("skutui styles folder not found; reinstall skutui")
+STYLES_DIR = Path(__file__).resolve().parent / "styles"
+"""The console's .tcss stylesheets, shipped inside the package."""

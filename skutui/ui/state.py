@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skutui.core.api import ClusterService
-from skutui.core.model import FAILBACK_DISABLED, ClusterConfig, Node
+from skutui.cluster.api import ClusterService
+from skutui.domain.model import FAILBACK_DISABLED, ClusterConfig, Node
 
 
 @dataclass(frozen=True)

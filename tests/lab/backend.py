@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from skutui.lab import BRIDGE
+from skutui_lab import BRIDGE
 from tests.lab.labcluster import VIP, LabCluster, wait_for
 
 NETNS = "skutui-backend"

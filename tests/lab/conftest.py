@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from skutui.lab import Lab
+from skutui_lab import Lab
 from tests.lab.labcluster import LabCluster
 
 

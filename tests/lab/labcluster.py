@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from skutui.lab import NODES, PASSWORD, Lab
-from skutui.lab.topology import FLOATING_IP, INTERFACE
+from skutui.system.daemons import AGENT_MARK
+from skutui_lab import NODES, PASSWORD, Lab
+from skutui_lab.topology import FLOATING_IP, INTERFACE
 
 T = TypeVar("T")
 
@@ -167,7 +168,7 @@ class LabCluster:
             program = os.path.basename(args.split()[0]) if args.split() else ""
             if program in ("keepalived", "conntrackd"):
                 found.add(program)
-            elif "skutui.agent.run" in args:
+            elif AGENT_MARK in args.split():
                 found.add("agent")
         return found
 

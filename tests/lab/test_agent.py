@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from skutui.system.daemons import AGENT_MARK
 from tests.lab.backend import Backend, EchoClient, LoadBalancer, Traffic, wait_vip_moved
 from tests.lab.labcluster import A, B, INTERVAL, VIP, EventStream, LabCluster, wait_for
 
@@ -382,7 +383,7 @@ def test_commands_queued_while_b_is_away_replay_in_order_once(replication) -> No
 
 
 def agent_pid(cluster: LabCluster, node: str) -> str:
-    pids = cluster.run(node, "pgrep", "-f", "skutui.agent.run").stdout.split()
+    pids = cluster.run(node, "pgrep", "-f", "--", AGENT_MARK).stdout.split()
     assert len(pids) == 1, pids
     return pids[0]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from skutui.lab import PASSWORD
-from skutui.lab.topology import FLOATING_IP
+from skutui_lab import PASSWORD
+from skutui_lab.topology import FLOATING_IP
 
 from tests.lab.labcluster import (A, B, INTERVAL, NODE_A, NODE_B, VIP, CreateRun, LabCluster,
                                   tree_changes, wait_for)
@@ -169,7 +169,7 @@ def fingerprint_of(public_key: Path) -> str:
 
 def routers_heard(cluster: LabCluster, node: str, seconds: float) -> subprocess.Popen:
     """Listen for VRRP adverts in ``node`` (in the background); the result is printed JSON."""
-    code = ("import json, sys; from skutui.vrrp_probe import routers_heard; "
+    code = ("import json, sys; from skutui.system.vrrp_probe import routers_heard; "
             "print(json.dumps(sorted(routers_heard(sys.argv[1], float(sys.argv[2])))))")
     return subprocess.Popen(
         cluster.lab.command(node, [sys.executable, "-c", code, cluster.ip(node), str(seconds)]),

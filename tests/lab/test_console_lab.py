@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from skutui.lab import PASSWORD
-from skutui.lab.topology import FLOATING_IP
+from skutui_lab import PASSWORD
+from skutui_lab.topology import FLOATING_IP
 
 from tests.lab.labcluster import A, B, INTERVAL, NODE_A, NODE_B, LabCluster
 

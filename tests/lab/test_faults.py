@@ -150,7 +150,7 @@ def test_restarted_backup_rejoins_reconciles_and_keeps_maintenance(
     # cannot be reached until it boots again.
     with cluster.unreachable(B):
         cluster.sh(B, "pkill -9 -x keepalived; pkill -9 -x conntrackd; "
-                      "pkill -9 -f 'skutui[.]agent[.]run'; true", check=True)
+                      "pkill -9 -f -- '[-]-skutui-agent'; true", check=True)
         wait_for(lambda: cluster.daemons(B) == set(), 10, "node-b has nothing running")
         rows = until(lambda: cluster.nodes(A), lambda r: r[B]["status"] == "unreachable", 15,
                      "node-a shows node-b unreachable")

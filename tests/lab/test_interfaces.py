@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from skutui.lab import NODES, Lab
+from skutui_lab import NODES, Lab
 
 pytestmark = pytest.mark.lab
 

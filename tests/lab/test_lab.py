@@ -15,14 +15,14 @@ import asyncssh
 import pytest
 
 import skutui
-from skutui.lab import NODES, PASSWORD, Lab, LabError
-from skutui.lab.system import is_running, link_exists, netns_exists
-from skutui.lab.topology import BRIDGE, NETWORK
+from skutui_lab import NODES, PASSWORD, Lab, LabError
+from skutui_lab.system import is_running, link_exists, netns_exists
+from skutui_lab.topology import BRIDGE, NETWORK
 
 pytestmark = pytest.mark.lab
 
 NODE_A, NODE_B = NODES
-CLI = [sys.executable, "-m", "skutui.lab.cli"]
+CLI = [sys.executable, "-m", "skutui_lab.cli"]
 
 ICMP_ECHO = """
 import os, socket, struct, sys
@@ -148,7 +148,7 @@ def test_tmp_and_root_ssh_are_private(lab: Lab) -> None:
 def test_processes_are_isolated(lab: Lab) -> None:
     for node in NODES:
         init = run_in(lab, node.name, "cat", "/proc/1/cmdline").stdout
-        assert "skutui.lab.init" in init and f"/{node.name}/" in init
+        assert "skutui_lab.init" in init and f"/{node.name}/" in init
         # No pipes for the sleeper: it would hold them open and the exec would never end.
         lab.exec(node.name, ["setsid", "-f", "sleep", "4242"], stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL, check=True, timeout=30)

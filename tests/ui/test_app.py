@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from textual.binding import Binding
 
-from skutui.core.api import ServiceError
+from skutui.domain.errors import Failed
 from skutui.ui.app import SkutuiApp
 from skutui.ui.launch import UnavailableService
 from skutui.ui.profile import ascii_text, detect_profile
@@ -154,5 +154,5 @@ async def test_without_a_service_the_console_opens_and_says_why():
     app = build(UnavailableService("The cluster service is missing from this installation; reinstall skutui."))
     async with app.run_test(size=(80, 24)) as pilot:
         await shows(pilot, "The cluster service is missing")
-    with pytest.raises(ServiceError):
+    with pytest.raises(Failed):
         await UnavailableService("gone").nodes()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from skutui.ui.widgets.fields import TextField
 
-from skutui.core.api import EditRequest
+from skutui.domain.wire import EditRequest
 from tests.fakes import FLOATING_IP, FakeClusterService
 from tests.ui.snapshot_apps.common import tap, build, log_text, on_screen, screen_text, shows, steps_done
 

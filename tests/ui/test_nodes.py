@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from skutui.core.api import Event
+from skutui.domain.wire import Event
 from tests.fakes import FakeClusterService
 from tests.ui.snapshot_apps.common import tap, build, log_text, on_screen, screen_text, shows, until
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from skutui.core.api import ServiceError
+from skutui.domain.errors import Failed
 from skutui.ui import app as app_module
 from skutui.ui.screens.configure import ConfigureScreen
 from skutui.ui.screens.details import DetailsScreen
@@ -74,7 +74,7 @@ async def test_no_usable_address_says_so_and_apply_is_not_offered():
 
 class BrokenAddresses(FakeClusterService):
     async def cluster_candidates(self):
-        raise ServiceError("netlink timed out")
+        raise Failed("netlink timed out")
 
 
 async def test_addresses_that_cannot_be_read_are_said_where_the_choice_was():

@@ -49,13 +49,18 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from skutui import cli
+from skutui.__main__ import main as skutui_main
+from skutui.cli import main as cli
+from skutui.cli.common import EXIT_BAD_INPUT
 from skutui.agent.sync import UNSAFE_ROOTS
-from skutui.agent_cli import SECONDS_MAX
-from skutui.core import store
-from skutui.core.model import CHECK_INTERVAL_MAX, CHECK_INTERVAL_MIN, SCHEMA_VERSION, InterfaceAddress
-from skutui.core.paths import CONFIG_ROOT_ENV
-from skutui.lab.topology import NODE_NAMES
+from skutui.cli.exec import SECONDS_MAX
+from skutui.domain import codec
+from skutui.system.files import write_bytes_atomic, write_text_atomic
+from skutui.system import store
+from skutui_lab import cli as lab_cli
+from skutui.domain.model import CHECK_INTERVAL_MAX, CHECK_INTERVAL_MIN, SCHEMA_VERSION, InterfaceAddress
+from skutui.domain.paths import CONFIG_ROOT_ENV
+from skutui_lab.topology import NODE_NAMES
 from tests.fakes import CANDIDATES, FLOATING_IP, LINKS, LOCAL, REMOTE, default_cluster
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,7 +147,7 @@ def run_skutui(root: Path, argv: tuple[str, ...], stdin: bytes = b"") -> Result:
         contextlib.redirect_stderr(err),
     ):
         try:
-            code: int | str | None = cli.run(list(argv))
+            code: int | str | None = skutui_main(list(argv))
         except SystemExit as exit_:
             code = exit_.code
     return Result(code, out.getvalue(), err.getvalue())
@@ -187,7 +192,7 @@ def check_refused(system: System, root: Path, call: Call) -> Result:
     result = run_skutui(root, call.argv, call.stdin)
     given = " ".join(call.argv) + call.stdin.decode("utf-8", "replace")
     assert not system.touched, (system.touched, result)
-    assert result.code == cli.EXIT_BAD_INPUT, result
+    assert result.code == EXIT_BAD_INPUT, result
     assert result.out == "", result
     assert_clear(result.err, given, call.names)
     assert tree(root) == before, "the folder changed"
@@ -218,20 +223,20 @@ def system():
         "skutui.agent.control.stream_events": "the agent's events",
         "skutui.agent.control.post_event": "the agent's socket",
         "skutui.agent.sync.scan": "a scan of the file system",
-        "skutui.node.LocalNode.apply": "writing the daemons' configuration",
-        "skutui.node.LocalNode.reload": "reloading keepalived",
-        "skutui.node.LocalNode.start": "starting the daemons",
-        "skutui.node.LocalNode.stop": "stopping the daemons",
-        "skutui.node.LocalNode.erase": "erasing this node",
-        "skutui.node.LocalNode.inventory": "this node's inventory",
-        "skutui.lab.lab.Lab": "the lab",
+        "skutui.system.node.LocalNode.apply": "writing the daemons' configuration",
+        "skutui.system.node.LocalNode.reload": "reloading keepalived",
+        "skutui.system.node.LocalNode.start": "starting the daemons",
+        "skutui.system.node.LocalNode.stop": "stopping the daemons",
+        "skutui.system.node.LocalNode.erase": "erasing this node",
+        "skutui.system.node.LocalNode.inventory": "this node's inventory",
+        "skutui_lab.lab.Lab": "the lab",
         "subprocess.run": "a subprocess",
         "subprocess.Popen": "a subprocess",
     }
     with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch("skutui.net.discover_addresses", addresses))
-        stack.enter_context(mock.patch("skutui.net.link_names", links))
-        stack.enter_context(mock.patch("skutui.cluster._hostname", lambda: LOCAL.hostname))
+        stack.enter_context(mock.patch("skutui.system.net.discover_addresses", addresses))
+        stack.enter_context(mock.patch("skutui.system.net.link_names", links))
+        stack.enter_context(mock.patch("skutui.cluster.lifecycle._hostname", lambda: LOCAL.hostname))
         for target, what in forbidden.items():
             stack.enter_context(mock.patch(target, state.forbid(what)))
         yield state
@@ -246,7 +251,7 @@ def roots():
         master = Path(top, "master")
         (master / "local").mkdir(parents=True, mode=0o700)
         store.save(default_cluster(), master / "cluster.toml")
-        store.write_text_atomic(master / "local" / "role", "master\n")
+        write_text_atomic(master / "local" / "role", "master\n")
         yield {"empty": empty, "master": master}
 
 
@@ -667,7 +672,8 @@ def parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
                 yield from parsers(sub, (*path, name))
 
 
-PARSERS = dict(parsers(cli.build_parser()))
+PARSERS = dict(parsers(cli.build_parser())) | {
+    path: parser for path, parser in parsers(lab_cli.build_parser()) if path[:1] == ("lab",)}
 
 REQUIRED = {
     ("cluster", "check"): ("--local-ip", LOCAL.ip, "--remote-ip", REMOTE.ip),
@@ -752,7 +758,7 @@ def test_every_argument_that_takes_a_value_is_covered():
 
 # --- cluster.toml -----------------------------------------------------------------------------
 
-DOCUMENT = store.to_dict(default_cluster())
+DOCUMENT = codec.to_dict(default_cluster())
 """The valid document every bad one below is made from."""
 NODES = list(DOCUMENT["nodes"])
 LIST_KEYS = ("tracked_interfaces", "floating_ips", "synced_paths", "services")
@@ -862,9 +868,9 @@ BAD_DOCUMENTS = st.one_of(
     bad_value(("nodes", NODES[1], "ip"), of_another_kind(str)),
     # A key missing, or one skutui does not know.
     *(st.just(BadFile(toml(changed(DOCUMENT, (key,), REMOVE)), (key,), missing=True))
-      for key in store.REQUIRED_ROOT_KEYS),
+      for key in codec.REQUIRED_ROOT_KEYS),
     st.just(BadFile(toml(changed(DOCUMENT, ("nodes", NODES[1], "ip"), REMOVE)), ("nodes", NODES[1]))),
-    st.text(min_size=1, max_size=12).filter(lambda k: k not in store.ROOT_KEYS).flatmap(
+    st.text(min_size=1, max_size=12).filter(lambda k: k not in codec.ROOT_KEYS).flatmap(
         lambda key: bad_value((key,), TOML_VALUES)),
     st.text(min_size=1, max_size=12).filter(lambda k: k != "ip").flatmap(
         lambda key: bad_value(("nodes", NODES[0], key), TOML_VALUES)),
@@ -892,7 +898,7 @@ BAD_DOCUMENTS = st.one_of(
 )
 """Valid TOML that is not a valid cluster, each with the key the error must name."""
 
-VALID = store.dumps(default_cluster()).encode()
+VALID = codec.dumps(default_cluster()).encode()
 LAST_VALUE_END = VALID.rindex(b'"')
 """The closing quote of the last node's ip: cut before it, the file cannot be a cluster."""
 assert VALID.rstrip().endswith(f'ip = "{REMOTE.ip}"'.encode())
@@ -908,7 +914,7 @@ BROKEN_TEXT = st.one_of(
 """Not UTF-8, not TOML, cut short, a key or table given twice."""
 
 
-def assert_names_the_place(error: store.ConfigError, bad: BadFile) -> None:
+def assert_names_the_place(error: codec.ConfigError, bad: BadFile) -> None:
     """The line of the fault when the file has one; else the message names the key."""
     text = bad.data.decode("utf-8", "replace")
     if bad.key is not None:
@@ -946,9 +952,9 @@ def config_root():
 @example(bad=BadFile(toml(changed(DOCUMENT, ("\x85",), False)), ("\x85",)), reader=READERS[0])
 def test_a_bad_cluster_file_is_one_clear_error_and_stays_as_it_was(system, config_root, bad, reader):
     path = config_root / "cluster.toml"
-    store.write_bytes_atomic(path, bad.data)
+    write_bytes_atomic(path, bad.data)
     before = tree(config_root)
-    with pytest.raises(store.ConfigError) as caught:
+    with pytest.raises(codec.ConfigError) as caught:
         store.load(path)
     error = caught.value
     message = str(error)

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import socket
 import stat
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 
 from skutui.agent import control
-from skutui.agent import run as agent_run
+from skutui.agent import main as agent_run
 from skutui.agent.control import ControlError, ControlServer, EventBus
-from skutui.agent.journal import Journal
-from skutui.agent.run import Agent
-from skutui.core.model import ClusterConfig, Node, Role
-from skutui.core.paths import Paths
-from skutui.node import LocalNode
+from skutui.system.journal import Journal
+from skutui.agent.main import Agent
+from skutui.domain.model import ClusterConfig, Node, Role
+from skutui.domain.paths import Paths
+from skutui.system.node import LocalNode
 from tests.unit.test_sync import assert_same, connection_to, start_skutui_peer, wait_until, write
 
 
@@ -119,11 +118,10 @@ def test_clients_explain_a_missing_agent(tmp_path: Path):
 
 async def test_skutui_events_json_prints_one_object_per_line(server: ControlServer, capsys,
                                                              monkeypatch):
-    from skutui.agent_cli import register
-    from skutui.cli import CommandError
+    from skutui.cli.common import CommandError
+    from skutui.cli.main import build_parser
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    parser = build_parser(["events"])
     monkeypatch.setattr(Paths, "control_socket", property(lambda self: server.path))
     server.bus.emit("replication", "#1 applied on the peer: true", seq=1)
     args = parser.parse_args(["events", "--json", "--recent", "1"])
@@ -141,7 +139,7 @@ async def test_skutui_events_json_prints_one_object_per_line(server: ControlServ
 
 
 def test_human_lines_name_time_node_kind_and_level():
-    from skutui.agent_cli import format_event, format_state
+    from skutui.cli.events import format_event, format_state
 
     line = format_event({"time": "2024-05-01T10:00:00.000Z", "node": "node-a", "kind": "sync",
                          "level": "error", "message": "sync to node-b failed"})
@@ -349,7 +347,7 @@ async def test_an_agent_without_a_cluster_serves_its_state(tmp_path: Path, fast)
 async def test_the_notify_hook_announces_a_transition_with_its_cause(server: ControlServer,
                                                                      tmp_path: Path,
                                                                      monkeypatch):
-    from skutui.agent_cli import announce_transition
+    from skutui.cli.agent import announce_transition
 
     monkeypatch.setattr(Paths, "control_socket", property(lambda self: server.path))
     paths = Paths(config_root=tmp_path)

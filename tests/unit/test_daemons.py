@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from skutui.core.paths import Paths
-from skutui.daemons import VERSION, Conntrackd, Keepalived
+from skutui.domain.paths import Paths
+from skutui.system.daemons import VERSION, Conntrackd, Keepalived
 
 
 @pytest.mark.parametrize(

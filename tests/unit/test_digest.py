@@ -1,7 +1,7 @@
 import pytest
 
-from skutui.core.digest import Digest, NodeFacts, digest
-from skutui.core.model import STATUS_COLOURS, Role, Status
+from skutui.domain.digest import Digest, NodeFacts, digest
+from skutui.domain.model import STATUS_COLOURS, Role, Status
 
 ALL = {"keepalived": True, "conntrackd": True, "sync": True, "agent": True}
 BACKUP_OK = {**ALL, "sync": False}

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from skutui.agent.inotify import (
+from skutui.system.inotify import (
     ATTRIBUTES,
     CREATED,
     DELETED,
@@ -94,7 +94,7 @@ def test_hidden_backup_temp_and_local_files_are_not_reported(tree: Path, watcher
 
 def test_an_atomic_save_reads_as_one_move_in(tree: Path, watcher: TreeWatcher):
     """skutui's own writes (hidden temp, then rename) show up under the real name only."""
-    from skutui.core.store import write_text_atomic
+    from skutui.system.files import write_text_atomic
 
     write_text_atomic(tree / "cluster.toml", "schema_version = 1\n")
     assert seen(collect(watcher)) == {("cluster.toml", MOVED_IN)}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from skutui.agent import journal as journal_module
-from skutui.agent.journal import (
+from skutui.system import journal as journal_module
+from skutui.system.journal import (
     APPLIED,
     FAILED,
     INTERRUPTED,
@@ -24,15 +24,13 @@ from skutui.agent.journal import (
     JournalError,
     JournalFull,
     Outcome,
-    ReplayBlocked,
-    Replayer,
-    SshReplayTarget,
     apply_entry,
     decode_record,
     encode_record,
     run_command,
 )
-from skutui.core.paths import Paths
+from skutui.agent.replication import ReplayBlocked, Replayer, SshReplayTarget
+from skutui.domain.paths import Paths
 
 ORIGIN = "node-a"
 
@@ -96,7 +94,7 @@ def test_damage_before_good_records_is_reported_not_guessed(journal: Journal):
 APPENDER = """
 import sys
 from pathlib import Path
-from skutui.agent.journal import Journal
+from skutui.system.journal import Journal
 journal = Journal(Path(sys.argv[1]))
 print("ready", flush=True)
 while True:
@@ -312,9 +310,9 @@ def exec_node(tmp_path: Path, monkeypatch) -> Paths:
     runs."""
     import socket as socket_module
 
-    from skutui.core import store
-    from skutui.core.model import ClusterConfig, Node
-    from skutui.daemons import Keepalived
+    from skutui.system import store
+    from skutui.domain.model import ClusterConfig, Node
+    from skutui.system.daemons import Keepalived
 
     monkeypatch.setattr(Keepalived, "running", lambda self: True)
 
@@ -329,12 +327,9 @@ def exec_node(tmp_path: Path, monkeypatch) -> Paths:
 
 
 def skutui_exec(*argv: str) -> int:
-    import argparse
+    from skutui.cli.main import build_parser
 
-    from skutui.agent_cli import register
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    parser = build_parser(["exec"])
     args = parser.parse_args(["exec", *argv])
     return args.func(args)
 
@@ -356,7 +351,7 @@ def test_exec_failing_here_is_not_replicated(exec_node: Paths, capsys):
 
 def test_exec_is_refused_on_a_backup_and_when_the_journal_is_full(exec_node: Paths,
                                                                   tmp_path: Path, monkeypatch):
-    from skutui.cli import CommandError
+    from skutui.cli.common import CommandError
 
     marker = tmp_path / "ran"
     exec_node.role_file.write_text("backup\n")
@@ -376,8 +371,8 @@ def test_exec_is_refused_on_a_backup_and_when_the_journal_is_full(exec_node: Pat
 def test_exec_is_refused_on_a_master_whose_keepalived_died(exec_node: Paths, tmp_path: Path,
                                                            monkeypatch):
     """The role file still says master (no transition ran), but the peer has taken over."""
-    from skutui.cli import CommandError
-    from skutui.daemons import Keepalived
+    from skutui.cli.common import CommandError
+    from skutui.system.daemons import Keepalived
 
     monkeypatch.setattr(Keepalived, "running", lambda self: False)
     marker = tmp_path / "ran"

@@ -3,7 +3,7 @@
 import asyncio
 import socket
 
-from skutui.net import IFF_LOOPBACK, IFF_UP, addresses_from_netlink, discover_addresses
+from skutui.system.net import IFF_LOOPBACK, IFF_UP, addresses_from_netlink, discover_addresses
 
 
 class FakeMessage(dict):

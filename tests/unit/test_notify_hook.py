@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from skutui.agent.transitions import HOOK, hook_command, mark_done
+from skutui.system.hook import HOOK, hook_command, mark_done
 
 
 def fake_skutui(tmp_path: Path) -> tuple[Path, Path]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from skutui.core.paths import Paths
+from skutui.domain.paths import Paths
 from skutui.peer import (
     AuthenticationFailed,
     CommandTimeout,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from skutui.core import render
-from skutui.core.model import MAINTENANCE_TRACK_FILE, ClusterConfig, Node
-from skutui.core.paths import Paths
-from skutui.core.validation import ValidationError
+from skutui.domain import render
+from skutui.domain.model import MAINTENANCE_TRACK_FILE, ClusterConfig, Node
+from skutui.domain.paths import Paths
+from skutui.domain.validation import ValidationError
 
 PATHS = Paths(run_dir=Path("/run/skutui-test"))
 NOTIFY = "/usr/sbin/skutui notify"

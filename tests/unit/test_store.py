@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skutui.core import store
-from skutui.core.model import ClusterConfig, Node
-from skutui.core.store import ConfigError
-from skutui.core.validation import ValidationError
+from skutui.domain import codec
+from skutui.system import files
+from skutui.system import store
+from skutui.domain.model import ClusterConfig, Node
+from skutui.domain.codec import ConfigError
+from skutui.domain.validation import ValidationError
 
 CFG = ClusterConfig(
     interface="eth0",
@@ -53,7 +55,7 @@ def test_round_trip(tmp_path):
 
 
 def test_dumps_layout():
-    text = store.dumps(CFG)
+    text = codec.dumps(CFG)
     assert text.startswith("#")
     document = tomllib.loads(text)
     assert document["schema_version"] == 1
@@ -66,16 +68,16 @@ def test_dumps_layout():
 
 
 def test_to_dict_is_the_toml_document():
-    assert store.to_dict(CFG) == tomllib.loads(store.dumps(CFG))
-    assert store.to_dict(CFG)["floating_ips"] == ["198.18.0.100/24", "2001:db8::100/64"]
+    assert codec.to_dict(CFG) == tomllib.loads(codec.dumps(CFG))
+    assert codec.to_dict(CFG)["floating_ips"] == ["198.18.0.100/24", "2001:db8::100/64"]
 
 
 def test_loads_defaults_and_normalises():
-    cfg = store.loads(GOOD)
+    cfg = codec.loads(GOOD)
     assert cfg.check_interval == 1.0 and isinstance(cfg.check_interval, float)
     assert cfg.tracked_interfaces == () and cfg.services == ()
     minimal = GOOD.replace("check_interval = 1\n", "").replace('failback = "disabled"\n', "")
-    assert store.loads(minimal.replace("virtual_router_id = 51\n", "")) == cfg
+    assert codec.loads(minimal.replace("virtual_router_id = 51\n", "")) == cfg
 
 
 hosts = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True).filter(
@@ -103,7 +105,7 @@ def test_round_trip_property(first, second, centiseconds, vrid, last_octets, pre
         floating_ips=tuple(f"10.1.0.{n}/24" for n in last_octets),
         virtual_router_id=vrid,
     )
-    assert store.loads(store.dumps(cfg)) == cfg
+    assert codec.loads(codec.dumps(cfg)) == cfg
 
 
 @pytest.mark.parametrize(
@@ -127,7 +129,7 @@ def test_round_trip_property(first, second, centiseconds, vrid, last_octets, pre
 )
 def test_bad_values_name_key_and_line(text, line, words):
     with pytest.raises(ConfigError) as caught:
-        store.loads(text, source="/etc/skutui/cluster.toml")
+        codec.loads(text, source="/etc/skutui/cluster.toml")
     error = caught.value
     assert error.line == line
     assert words in str(error)
@@ -138,14 +140,14 @@ def test_bad_values_name_key_and_line(text, line, words):
 def test_syntax_error_gives_line_and_column():
     text = GOOD.replace('interface = "eth0"', 'interface = "eth0')
     with pytest.raises(ConfigError) as caught:
-        store.loads(text, source="cluster.toml")
+        codec.loads(text, source="cluster.toml")
     assert (caught.value.line, caught.value.column) == (2, 18)
     assert str(caught.value).startswith("cluster.toml, line 2, column 18: TOML syntax error")
 
 
 def test_syntax_error_at_end_of_file():
     with pytest.raises(ConfigError) as caught:
-        store.loads("interface = ", source="cluster.toml")
+        codec.loads("interface = ", source="cluster.toml")
     assert caught.value.line == 1
     assert "end of the file" in str(caught.value)
 
@@ -155,7 +157,7 @@ def test_node_table_written_as_dotted_keys_is_located():
         "[nodes.", 'nodes.node-b.ip = "bad"\n[nodes.'
     )
     with pytest.raises(ConfigError) as caught:
-        store.loads(text)
+        codec.loads(text)
     assert caught.value.line == 8
 
 
@@ -188,7 +190,7 @@ def test_failed_write_keeps_old_file(existing, monkeypatch, failing):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store.os, failing, broken)
+    monkeypatch.setattr(files.os, failing, broken)
     new = dataclasses.replace(CFG, check_interval=2.0)
     with pytest.raises(ConfigError) as caught:
         store.save(new, path)
@@ -207,9 +209,9 @@ def test_interrupted_write_keeps_old_file(existing, monkeypatch):
             return real_write(fd, data[:10])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store.os, "write", short_then_fail)
+    monkeypatch.setattr(files.os, "write", short_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        store.write_text_atomic(path, "x" * 100)
+        files.write_text_atomic(path, "x" * 100)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert leftovers(path.parent) == []
@@ -231,7 +233,7 @@ def test_serialiser_failure_becomes_config_error(existing, monkeypatch):
     def refuse(document):
         raise TypeError("Object of type Decimal is not TOML serializable")
 
-    monkeypatch.setattr(store.tomli_w, "dumps", refuse)
+    monkeypatch.setattr(codec.tomli_w, "dumps", refuse)
     with pytest.raises(ConfigError, match="cannot be written"):
         store.save(CFG, path)
     assert path.read_bytes() == before
@@ -242,7 +244,7 @@ def test_write_text_atomic_mode_and_replace(tmp_path):
     path = tmp_path / "keepalived.conf"
     path.write_text("old")
     path.chmod(0o644)
-    store.write_text_atomic(path, "new\n", mode=0o640)
+    files.write_text_atomic(path, "new\n", mode=0o640)
     assert path.read_text() == "new\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert leftovers(tmp_path) == []
@@ -250,11 +252,11 @@ def test_write_text_atomic_mode_and_replace(tmp_path):
 
 def test_write_bytes_atomic(tmp_path):
     path = tmp_path / "known_hosts"
-    store.write_bytes_atomic(path, b"\x00\xffbinary")
+    files.write_bytes_atomic(path, b"\x00\xffbinary")
     assert path.read_bytes() == b"\x00\xffbinary"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_write_text_atomic_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError):
-        store.write_text_atomic(tmp_path / "no" / "such" / "file", "x")
+        files.write_text_atomic(tmp_path / "no" / "such" / "file", "x")

@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 import asyncssh
 import pytest
 
-from skutui.agent.journal import Entry, apply_entry
-from skutui.agent.run import PeerLink
+from skutui.system.journal import Entry, apply_entry
+from skutui.agent.main import PeerLink
 from skutui.agent.sync import (
     NotMaster,
     Pusher,
@@ -31,9 +31,9 @@ from skutui.agent.sync import (
     scan,
     synced_roots,
 )
-from skutui.core.model import Node
-from skutui.core.paths import Paths
-from skutui.daemons import Keepalived
+from skutui.domain.model import Node
+from skutui.domain.paths import Paths
+from skutui.system.daemons import Keepalived
 from skutui.peer import PeerConnection, ensure_local_key, pin_peer
 from tests.fakes_ssh import FakePeer
 
@@ -520,7 +520,7 @@ def test_plan_orders_kind_changes_and_deletes_only_the_top(tmp_path: Path):
 
 
 def _node_cli(argv: list[str], stdin: str, monkeypatch, paths: Paths) -> tuple[int, dict]:
-    from skutui.agent_cli import register_node_steps
+    from skutui.cli.node import register_node_steps
 
     parser = argparse.ArgumentParser()
     register_node_steps(parser.add_subparsers())
@@ -535,7 +535,7 @@ def _node_cli(argv: list[str], stdin: str, monkeypatch, paths: Paths) -> tuple[i
 
 def test_node_manifest_and_sync_apply_on_this_machine(tmp_path: Path, monkeypatch):
     """The commands the master runs on the backup, run here on real paths."""
-    from skutui.cli import CommandError
+    from skutui.cli.common import CommandError
 
     paths = Paths(config_root=tmp_path / "etc" / "skutui")
     write(paths.config_root / "cluster.toml", "x", 0o600)

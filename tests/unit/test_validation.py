@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skutui.core import validation as v
-from skutui.core.model import ClusterConfig, InterfaceAddress, Node
-from skutui.core.validation import ValidationError
+from skutui.domain import validation as v
+from skutui.domain.model import ClusterConfig, InterfaceAddress, Node
+from skutui.domain.validation import ValidationError
 
 ETH0 = InterfaceAddress("eth0", "198.18.0.1", 24, label="eth0", kind="veth")
 ADDRESSES = [

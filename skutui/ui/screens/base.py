@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from skutui.core import validation
+from skutui.domain import validation
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck, comma_list
 from skutui.ui.widgets.bars import KeyBar, TitleBar

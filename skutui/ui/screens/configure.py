@@ -16,9 +16,9 @@ from textual.binding import Binding
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from skutui.core import validation
-from skutui.core.api import CreateRequest
-from skutui.core.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
+from skutui.domain import validation
+from skutui.domain.wire import CreateRequest
+from skutui.domain.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
@@ -26,7 +26,7 @@ from skutui.ui.state import ClusterView, failback_options
 from skutui.ui.widgets.fields import ActionButton, Choice, SecretField, TextField
 
 if TYPE_CHECKING:
-    from skutui.core.api import ClusterService
+    from skutui.cluster.api import ClusterService
     from skutui.ui.screens.steps import StepsScreen
 
 READING_ADDRESSES = "reading this node's addresses..."

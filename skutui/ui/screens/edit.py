@@ -7,8 +7,8 @@ from textual.binding import Binding
 from textual.widgets import Static
 from textual.widgets.selection_list import Selection
 
-from skutui.core import validation
-from skutui.core.api import EditRequest
+from skutui.domain import validation
+from skutui.domain.wire import EditRequest
 from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
 from skutui.ui.screens.steps import StepsScreen

@@ -1,0 +1,1 @@
+"""The operations API both front ends call: lifecycle, pre-flight, rollback, node operations."""

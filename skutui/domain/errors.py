@@ -1,0 +1,33 @@
+"""The one error taxonomy: every failure an operator can meet is one of these three.
+
+``str()`` of each is the whole message for the operator (what, the value, the fix); both
+front ends show it as it is and the command line exits with ``exit_code``. Anything else
+that escapes is a bug, and is reported as one.
+"""
+
+from __future__ import annotations
+
+
+class SkutuiError(Exception):
+    """Base of every expected failure."""
+
+    exit_code = 1
+
+
+class BadInput(SkutuiError):
+    """The operator gave something wrong (an argument, a field, a cluster.toml's contents);
+    nothing was changed."""
+
+    exit_code = 2
+
+
+class Failed(SkutuiError):
+    """The action was tried and did not work; the message says why and what was undone."""
+
+    exit_code = 1
+
+
+class Interrupted(SkutuiError):
+    """The operator stopped it (Ctrl+C); the message says what was undone."""
+
+    exit_code = 130

@@ -1,0 +1,73 @@
+"""What crosses a boundary: between the front ends and the operations API, and between nodes.
+
+Small frozen dataclasses only; the operations API (``skutui.cluster.api``) takes and returns
+these and ``model``'s types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from skutui.domain.model import Role, Status
+
+NodeSide = Literal["local", "remote"]
+Progress = Callable[[str], None]
+"""Receives one plain line per step as long work goes on."""
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    local_ip: str
+    remote_ip: str
+    password: str = field(repr=False)
+    """Used once to install keys; never stored, logged or shown."""
+    floating_ips: tuple[str, ...] = ()
+    check_interval: float | None = None
+    failback: str = "disabled"
+    """``disabled``, ``local`` or ``remote``."""
+    host_key_fingerprint: str | None = None
+    """The peer key the operator accepted (``SHA256:…``); None only with trust_new_host_key."""
+    trust_new_host_key: bool = False
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+    """What was found, e.g. "skutui 0.1.0 on both"."""
+    hint: str = ""
+    """One line on how to fix it, when it failed."""
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    check_interval: float | None = None
+    failback: str | None = None
+    tracked_interfaces: tuple[str, ...] | None = None
+    floating_ips: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node: NodeSide
+    role: Role
+    ip: str
+    hostname: str
+    status: Status
+    message: str
+
+    @property
+    def colour(self) -> str:
+        return self.status.colour
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened on a node: a role change, a sync push, a peer going away…"""
+
+    kind: str
+    node: NodeSide
+    message: str
