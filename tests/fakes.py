@@ -21,6 +21,7 @@ from skutui.domain.wire import (
     NodeSide,
     Progress,
 )
+from skutui.domain import settings
 from skutui.domain.errors import Failed
 from skutui.domain.model import (
     FAILBACK_DISABLED,
@@ -176,14 +177,9 @@ class FakeClusterService:
             if step.startswith("Starting") and "create" in self.errors:
                 progress("Rolling back: both nodes are as they were")
                 self._fail_if_asked("create")
-        failback = {"local": LOCAL.hostname, "remote": REMOTE.hostname}.get(request.failback, FAILBACK_DISABLED)
-        self.config = ClusterConfig(
-            interface="eth0",
-            nodes=(LOCAL, REMOTE),
-            check_interval=request.check_interval or 1.0,
-            failback=failback,
-            floating_ips=request.floating_ips,
-        )
+        context = settings.Context(local=LOCAL.hostname, remote=REMOTE.hostname)
+        self.config = ClusterConfig(interface="eth0", nodes=(LOCAL, REMOTE),
+                                    **settings.check_all(request.settings, context))
         self.configured = True
 
     async def edit(self, request: EditRequest, progress: Progress) -> list[str]:
@@ -193,14 +189,10 @@ class FakeClusterService:
         self._fail_if_asked("edit")
         if self.edit_changes is not None:
             return list(self.edit_changes)
-        old, changes, updates = self.config, [], {}
-        for name in ("check_interval", "failback", "tracked_interfaces", "floating_ips"):
-            value = getattr(request, name)
-            if value is not None and value != getattr(old, name):
-                changes.append(f"{name.replace('_', ' ')}: {getattr(old, name)} -> {value}")
-                updates[name] = value
-        self.config = replace(old, **updates)
-        return changes
+        old = self.config
+        context = settings.Context.of(old, LOCAL.hostname, LINKS)
+        self.config = replace(old, **settings.check_all(request.changes, context))
+        return settings.changes(old, self.config, context)
 
     async def destroy(self, progress: Progress) -> None:
         self.calls.append(("destroy",))

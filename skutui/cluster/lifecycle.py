@@ -11,21 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from dataclasses import dataclass
 import socket
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from skutui.domain import validation
+from skutui.domain import settings, validation
+from skutui.domain.errors import ValidationError
 from skutui.domain.errors import Failed, Interrupted
 from skutui.domain.wire import (CheckResult, CreateRequest, EditRequest, NodeRow, NodeSide,
                                 Progress)
 from skutui.domain.digest import NodeFacts as DigestFacts
 from skutui.domain.digest import digest
-from skutui.domain.model import FAILBACK_DISABLED, ClusterConfig, Node, Role
+from skutui.domain.model import ClusterConfig, InterfaceAddress, Node, Role
 from skutui.domain.paths import Paths
-from skutui.domain.render import format_seconds, vrrp_priority
+from skutui.domain.render import vrrp_priority
+from skutui.domain.values import format_seconds
 from skutui.system.node import LocalNode, NodeFacts
 from skutui.cluster.nodeops import LocalOps, NodeOps, RemoteOps
 
@@ -45,6 +48,26 @@ def no_progress(line: str) -> None:
 
 def _hostname() -> str:
     return socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A create request whose values are checked, before the peer is contacted."""
+
+    local: InterfaceAddress
+    remote_ip: str
+    settings: dict[str, Any]
+    """As ``settings.check_all`` gives them; failback may still be the word ``remote``."""
+
+
+@dataclass(frozen=True)
+class Contacted:
+    """What pre-flight learnt, for create to go on from."""
+
+    checked: Checked
+    local_inventory: dict[str, Any]
+    remote_inventory: dict[str, Any]
+    remote: RemoteOps
 
 
 class Lifecycle:
@@ -94,26 +117,26 @@ class Lifecycle:
         remote_ip = validation.ip_address(remote_ip, "remote_ip")
         return await fetch_host_key(remote_ip, connect_timeout=self.connect_timeout)
 
-    async def validate(self, request: CreateRequest) -> tuple[Any, str, tuple[str, ...], float]:
+    async def validate(self, request: CreateRequest) -> Checked:
         """Every value of ``request`` checked, against this node's addresses too: raises
         ValidationError before anything is asked of the peer or changed on either node."""
         from skutui.system.net import discover_addresses
 
         if not request.password:
-            raise validation.ValidationError("password", "The remote root password is empty; enter it.")
+            raise ValidationError("password", "The remote root password is empty; enter it.")
+        unknown = set(request.settings) - {s.key for s in settings.creatable()}
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], f"{', '.join(sorted(unknown))} cannot be "
+                                  "set at creation; change it with cluster edit afterwards.")
         addresses = await discover_addresses()
-        floating = validation.floating_ips(request.floating_ips)
+        floating = request.settings.get("floating_ips", ())
         local = validation.local_ip(request.local_ip, addresses, floating)
         remote_ip = validation.remote_ip(request.remote_ip, local)
-        floating = validation.floating_ips(request.floating_ips, (local.address, remote_ip))
-        interval = (validation.check_interval(request.check_interval)
-                    if request.check_interval is not None else ClusterConfig.check_interval)
-        if request.failback not in (FAILBACK_DISABLED, "local", "remote"):
-            raise validation.ValidationError(
-                "failback", f"Failback {request.failback!r} is not one of disabled, local, remote.")
+        given = settings.check_all(request.settings, settings.Context(
+            local=_hostname(), node_ips=(local.address, remote_ip)))
         if request.host_key_fingerprint is not None:
             validation.host_key_fingerprint(request.host_key_fingerprint)
-        return local, remote_ip, floating, interval
+        return Checked(local, remote_ip, given)
 
     async def _authenticate(self, remote_ip: str, local_ip: str, request: CreateRequest,
                             progress: Progress) -> None:
@@ -144,8 +167,12 @@ class Lifecycle:
         (the key exchange aside, which authentication needs)."""
         return (await self._preflight(request, progress))[0]
 
-    async def _preflight(self, request: CreateRequest, progress: Progress):
-        local, remote_ip, floating, interval = await self.validate(request)
+    async def _preflight(self, request: CreateRequest, progress: Progress
+                         ) -> tuple[list[CheckResult], Contacted | None]:
+        checked = await self.validate(request)
+        local, remote_ip = checked.local, checked.remote_ip
+        interval = checked.settings.get("check_interval", settings.CHECK_INTERVAL.default)
+        router_id = checked.settings.get("virtual_router_id", settings.VIRTUAL_ROUTER_ID.default)
         checks: list[CheckResult] = []
         local_inv = await self.local.inventory()
         checks.append(CheckResult(
@@ -167,31 +194,32 @@ class Lifecycle:
                                   f"logged in to {remote_ip} ({remote_inv['hostname']}) with skutui's key"))
         checks += _compare(local, remote_ip, local_inv, remote_inv)
         progress(f"Listening for other VRRP routers for {format_seconds(3 * interval)} s")
-        checks.append(await _router_id_check(local.address, remote_ip, interval,
-                                             ClusterConfig.virtual_router_id))
-        context = (local, remote_ip, floating, interval, local_inv, remote_inv, remote)
-        return checks, context
+        checks.append(await _router_id_check(local.address, remote_ip, interval, router_id))
+        return checks, Contacted(checked, local_inv, remote_inv, remote)
 
     # --- create --------------------------------------------------------------------------
 
     async def create(self, request: CreateRequest, progress: Progress = no_progress) -> ClusterConfig:
         """Pre-flight, erase the backup, configure and start both nodes; this node becomes
         master. Any failure, or an interruption, rolls both nodes back as they were."""
-        checks, context = await self._preflight(request, progress)
+        checks, contacted = await self._preflight(request, progress)
         failed = [c for c in checks if not c.passed]
         if failed:
             raise Failed("pre-flight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-        local, remote_ip, floating, interval, local_inv, remote_inv, remote = context
-        failback = {"local": local_inv["hostname"], "remote": remote_inv["hostname"]}.get(
-            request.failback, FAILBACK_DISABLED)
+        assert contacted is not None
+        checked, remote = contacted.checked, contacted.remote
+        local, remote_ip = checked.local, checked.remote_ip
+        context = settings.Context(local=contacted.local_inventory["hostname"],
+                                   remote=contacted.remote_inventory["hostname"])
+        chosen = settings.check_all(checked.settings, context)
         config = ClusterConfig(
             interface=local.interface,
-            nodes=(Node(local_inv["hostname"], local.address), Node(remote_inv["hostname"], remote_ip)),
-            check_interval=interval,
-            failback=failback,
-            floating_ips=floating,
+            nodes=(Node(context.local, local.address), Node(context.remote, remote_ip)),
             synced_paths=(str(self.paths.config_root),),
+            **chosen,
         )
+        interval = config.check_interval
+        failback = config.failback
         validation.validate_config(config)
 
         async def steps() -> None:
@@ -239,22 +267,19 @@ class Lifecycle:
 
     async def edit(self, request: EditRequest, progress: Progress = no_progress) -> list[str]:
         config, remote = await self._require_master()
-        changes: dict[str, Any] = {}
-        if request.check_interval is not None:
-            changes["check_interval"] = validation.check_interval(request.check_interval)
-        if request.failback is not None:
-            local_name, remote_name = _hostname(), remote.name
-            changes["failback"] = validation.failback(request.failback, local_name, remote_name)
-        if request.tracked_interfaces is not None:
+        unknown = set(request.changes) - {s.key for s in settings.editable()}
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], f"{', '.join(sorted(unknown))} cannot be "
+                                  "changed on a running cluster.")
+        links = None
+        if "tracked_interfaces" in request.changes:
             from skutui.system.net import link_names
 
-            changes["tracked_interfaces"] = validation.tracked_interfaces(
-                request.tracked_interfaces, await link_names())
-        if request.floating_ips is not None:
-            changes["floating_ips"] = validation.floating_ips(
-                request.floating_ips, [n.ip for n in config.nodes])
+            links = await link_names()
+        context = settings.Context.of(config, _hostname(), links)
+        changes = settings.check_all(request.changes, context)
         updated = validation.validate_config(dataclasses.replace(config, **changes))
-        lines = _describe_changes(config, updated)
+        lines = settings.changes(config, updated, context)
         if not lines:
             return []
 
@@ -486,24 +511,6 @@ async def _router_id_check(local_ip: str, remote_ip: str, interval: float, vrid:
         return CheckResult(name, False, f"already used by {', '.join(others)}",
                            "stop that router or choose another virtual router id")
     return CheckResult(name, True, f"no other router uses it ({len(heard)} adverts heard)")
-
-
-def _describe_changes(old: ClusterConfig, new: ClusterConfig) -> list[str]:
-    lines = []
-    for field, label in (("check_interval", "Check interval"), ("failback", "Failback"),
-                         ("tracked_interfaces", "Tracked interfaces"), ("floating_ips", "Floating IPs")):
-        before, after = getattr(old, field), getattr(new, field)
-        if before != after:
-            lines.append(f"{label}: {_shown(before)} -> {_shown(after)}")
-    return lines
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ", ".join(value) or "none"
-    if isinstance(value, float):
-        return f"{format_seconds(value)} s"
-    return str(value)
 
 
 def _row(side: NodeSide, node: Node, facts: NodeFacts | None, reachable: bool,

@@ -16,16 +16,10 @@ from typing import Any
 
 import tomli_w
 
-from skutui.domain.errors import BadInput, Failed
-from skutui.domain.model import (
-    DEFAULT_CHECK_INTERVAL,
-    DEFAULT_VIRTUAL_ROUTER_ID,
-    FAILBACK_DISABLED,
-    SCHEMA_VERSION,
-    ClusterConfig,
-    Node,
-)
-from skutui.domain.validation import ValidationError, validate_config
+from skutui.domain.errors import BadInput, Failed, ValidationError
+from skutui.domain.model import SCHEMA_VERSION, ClusterConfig, Node
+from skutui.domain.settings import SETTINGS, Kind, to_document
+from skutui.domain.validation import validate_config
 
 FILE_MODE = 0o600
 """The cluster file lists the nodes' addresses and roles' policy: readable by root only."""
@@ -35,17 +29,8 @@ HEADER = "# skutui cluster configuration, shared by both nodes. Change it with s
 NODES_KEY = "nodes"
 NODE_IP_KEY = "ip"
 
-_TEXT_LIST_KEYS = ("tracked_interfaces", "floating_ips", "synced_paths", "services")
-ROOT_KEYS = (
-    "schema_version",
-    "interface",
-    "check_interval",
-    "failback",
-    *_TEXT_LIST_KEYS,
-    "virtual_router_id",
-    NODES_KEY,
-)
-REQUIRED_ROOT_KEYS = ("schema_version", "interface", NODES_KEY)
+ROOT_KEYS = ("schema_version", *(setting.key for setting in SETTINGS), NODES_KEY)
+REQUIRED_ROOT_KEYS = ("schema_version", *(s.key for s in SETTINGS if s.required), NODES_KEY)
 """Keys without a default; the others take the model's defaults when absent."""
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -126,15 +111,7 @@ def dumps(cfg: ClusterConfig) -> str:
 
 def to_dict(cfg: ClusterConfig) -> dict[str, Any]:
     """``cfg`` as plain data with the keys of cluster.toml, for TOML and JSON alike."""
-    document: dict[str, Any] = {
-        "schema_version": cfg.schema_version,
-        "interface": cfg.interface,
-        "check_interval": float(cfg.check_interval),
-        "failback": cfg.failback,
-        "virtual_router_id": cfg.virtual_router_id,
-    }
-    for key in _TEXT_LIST_KEYS:
-        document[key] = list(getattr(cfg, key))
+    document: dict[str, Any] = {"schema_version": cfg.schema_version, **to_document(cfg)}
     document[NODES_KEY] = {node.hostname: {NODE_IP_KEY: node.ip} for node in cfg.nodes}
     return document
 
@@ -165,14 +142,16 @@ def _require(document: Mapping[str, Any], key: str, kinds: tuple[type, ...], wha
     return value
 
 
-def _text_list(document: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    if key not in document:
-        return ()
-    values = _require(document, key, (list,), "a list of text")
-    for value in values:
-        if not isinstance(value, str):
-            raise _KeyProblem((key,), f"{key} must hold only text, not {_type_name(value)} ({value!r}).")
-    return tuple(values)
+def _setting(document: Mapping[str, Any], key: str, kind: Kind) -> Any:
+    """A setting's raw value as the file writes it, its TOML type checked (its meaning is
+    checked with the whole configuration)."""
+    value = _require(document, key, kind.toml_types, kind.described)
+    if kind is Kind.TEXT_LIST:
+        for item in value:
+            if not isinstance(item, str):
+                raise _KeyProblem((key,), f"{key} must hold only text, not {_type_name(item)} ({item!r}).")
+        return tuple(value)
+    return value
 
 
 def _config_from_document(document: Mapping[str, Any]) -> ClusterConfig:
@@ -193,31 +172,12 @@ def _config_from_document(document: Mapping[str, Any]) -> ClusterConfig:
             f"schema_version {version} is not one this skutui reads (it reads "
             f"{SCHEMA_VERSION}); use the skutui version that wrote the file.",
         )
-    interface = _require(document, "interface", (str,), "text")
-    check_interval = (
-        _require(document, "check_interval", (int, float), "a number of seconds")
-        if "check_interval" in document
-        else DEFAULT_CHECK_INTERVAL
-    )
-    failback = (
-        _require(document, "failback", (str,), "text") if "failback" in document else FAILBACK_DISABLED
-    )
-    virtual_router_id = (
-        _require(document, "virtual_router_id", (int,), "an integer")
-        if "virtual_router_id" in document
-        else DEFAULT_VIRTUAL_ROUTER_ID
-    )
+    given = {setting.key: _setting(document, setting.key, setting.kind)
+             for setting in SETTINGS if setting.key in document}
     return ClusterConfig(
-        interface=interface,
         nodes=_nodes(_require(document, NODES_KEY, (dict,), "a table of two nodes")),
-        check_interval=check_interval,
-        failback=failback,
-        tracked_interfaces=_text_list(document, "tracked_interfaces"),
-        floating_ips=_text_list(document, "floating_ips"),
-        synced_paths=_text_list(document, "synced_paths"),
-        services=_text_list(document, "services"),
-        virtual_router_id=virtual_router_id,
         schema_version=version,
+        **given,
     )
 
 

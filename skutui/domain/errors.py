@@ -31,3 +31,14 @@ class Interrupted(SkutuiError):
     """The operator stopped it (Ctrl+C); the message says what was undone."""
 
     exit_code = 130
+
+
+class ValidationError(BadInput, ValueError):
+    """A value the operator can fix; ``field`` names the input (the setting's key, or the
+    form field), ``key`` the place in cluster.toml."""
+
+    def __init__(self, field: str, message: str, *, key: tuple[str, ...] | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.key: tuple[str, ...] = key if key is not None else (field,)

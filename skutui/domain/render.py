@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 
+from skutui.domain.values import format_seconds
 from skutui.domain.model import FAILBACK_DISABLED, MAINTENANCE_TRACK_FILE, ClusterConfig, Node
 from skutui.domain.paths import Paths
-from skutui.domain.validation import ValidationError
+from skutui.domain.errors import ValidationError
 
 VRRP_INSTANCE = "SKUTUI"
 """The vrrp_instance name: notify_fifo lines read ``INSTANCE "SKUTUI" MASTER 120``."""
@@ -68,11 +69,6 @@ def vrrp_priority(cfg: ClusterConfig, hostname: str) -> int:
     if cfg.failback == hostname:
         return PRIORITY_PREFERRED
     return PRIORITY_YIELDING
-
-
-def format_seconds(seconds: float) -> str:
-    """A check interval as keepalived reads it: ``0.1``, ``1``, ``1.25``, never ``1e-01``."""
-    return f"{seconds:.2f}".rstrip("0").rstrip(".")
 
 
 def keepalived_environment(paths: Paths) -> dict[str, str]:

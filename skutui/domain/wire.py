@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from skutui.domain.model import Role, Status
 
@@ -23,10 +23,9 @@ class CreateRequest:
     remote_ip: str
     password: str = field(repr=False)
     """Used once to install keys; never stored, logged or shown."""
-    floating_ips: tuple[str, ...] = ()
-    check_interval: float | None = None
-    failback: str = "disabled"
-    """``disabled``, ``local`` or ``remote``."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Setting key -> the operator's value, for the settings ``cluster create`` takes (see
+    ``settings.creatable``); one not given takes its default."""
     host_key_fingerprint: str | None = None
     """The peer key the operator accepted (``SHA256:…``); None only with trust_new_host_key."""
     trust_new_host_key: bool = False
@@ -44,10 +43,8 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class EditRequest:
-    check_interval: float | None = None
-    failback: str | None = None
-    tracked_interfaces: tuple[str, ...] | None = None
-    floating_ips: tuple[str, ...] | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+    """Setting key -> the operator's new value; a setting not named stays as it is."""
 
 
 @dataclass(frozen=True)

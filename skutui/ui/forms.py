@@ -1,4 +1,4 @@
-"""Reading a form: every field checked by skutui.domain.validation, every problem kept for its field.
+"""Reading a form: every field checked by the domain's checks, every problem kept for its field.
 
 The console writes no rule of its own: it only says which field a message belongs to, so
 the operator sees all that is wrong at once, each under the field to fix.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from skutui.domain.validation import ValidationError
+from skutui.domain.errors import ValidationError
 
 T = TypeVar("T")
 
@@ -30,7 +30,3 @@ class FormCheck:
     def ok(self) -> bool:
         return not self.errors
 
-
-def comma_list(text: str) -> list[str]:
-    """Items typed on one line, separated by commas."""
-    return [part.strip() for part in text.split(",") if part.strip()]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from skutui.cluster.api import ClusterService
 from skutui.domain.model import FAILBACK_DISABLED, ClusterConfig, Node
+from skutui.domain.settings import FAILBACK_LOCAL, FAILBACK_REMOTE
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,7 @@ class ClusterView:
         """The configured failback as the request speaks it: disabled, local or remote."""
         if self.cluster is None or self.cluster.failback == FAILBACK_DISABLED:
             return FAILBACK_DISABLED
-        return "local" if self.cluster.failback == self.hostname else "remote"
-
-    def failback_text(self) -> str:
-        side = self.failback_side()
-        if side == "local":
-            return f"{self.hostname} (this node) takes the floating IPs back"
-        if side == "remote":
-            return f"{self.peer_hostname} (the peer) takes the floating IPs back"
-        return "disabled: the floating IPs stay where they are"
+        return FAILBACK_LOCAL if self.cluster.failback == self.hostname else FAILBACK_REMOTE
 
 
 async def read_view(service: ClusterService) -> ClusterView:
@@ -64,6 +57,6 @@ def failback_options(hostname: str, peer: str | None) -> list[tuple[str, str]]:
     """The failback choices in the operator's words, with the value the request carries."""
     return [
         ("disabled", FAILBACK_DISABLED),
-        (f"this node ({hostname})", "local"),
-        ("the peer" if peer is None else f"the peer ({peer})", "remote"),
+        (f"this node ({hostname})", FAILBACK_LOCAL),
+        ("the peer" if peer is None else f"the peer ({peer})", FAILBACK_REMOTE),
     ]

@@ -55,8 +55,8 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         assert "Cluster created" in log
         [(_, request)] = service.called("create")
         assert (request.local_ip, request.remote_ip, request.password) == (LOCAL.ip, REMOTE.ip, PASSWORD)
-        assert request.floating_ips == (FLOATING_IP,)
-        assert request.check_interval == 1.0 and request.failback == "disabled"
+        assert request.settings == {"floating_ips": (FLOATING_IP,), "check_interval": 1.0,
+                                    "failback": "disabled"}
         assert request.host_key_fingerprint == HOST_KEY
         await tap(pilot, "enter")
         await on_screen(pilot, "DetailsScreen")

@@ -40,15 +40,16 @@ async def test_edit_applies_what_changed_and_lists_it():
         await tap(pilot, "f2")
         assert await steps_done(pilot) == "succeeded"
         [(_, request)] = service.called("edit")
-        assert request == EditRequest(
-            check_interval=2.0, failback="node-a", tracked_interfaces=("eth1", "eth2"), floating_ips=(FLOATING_IP,)
-        )
+        assert request == EditRequest({
+            "failback": "node-a", "tracked_interfaces": ("eth1", "eth2"), "check_interval": 2.0,
+            "floating_ips": (FLOATING_IP,)})
         log = log_text(app)
-        assert "Changed:" in log and "check interval: 1.0 -> 2.0" in log
+        assert "Changed:" in log and "Check interval: 1 s -> 2 s" in log
+        assert "Failback: disabled -> node-a (this node)" in log
         await tap(pilot, "enter")
         await on_screen(pilot, "DetailsScreen")
         text = screen_text(app)
-        assert "2 s" in text and "node-a (this node) takes the floating IPs back" in text
+        assert "2 s" in text and "node-a (this node)" in text
 
 
 async def test_edit_with_no_change_says_nothing_to_be_changed():

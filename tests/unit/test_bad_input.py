@@ -359,6 +359,11 @@ node's, nor the network or broadcast address of a prefix from /8 to /28)."""
 
 MIN, MAX = Decimal(str(CHECK_INTERVAL_MIN)), Decimal(str(CHECK_INTERVAL_MAX))
 NOT_FINITE = st.sampled_from(["nan", "NaN", "-nan", "sNaN", "inf", "-inf", "+inf", "Infinity", "-Infinity"])
+BAD_ROUTER_ID = st.one_of(
+    st.integers().filter(lambda v: not 1 <= v <= 255).map(str),
+    argv_text().filter(lambda t: not t.strip().isdigit()),
+)
+"""Out of range, or not a whole number."""
 BAD_INTERVAL = st.one_of(
     EMPTY,
     NOT_FINITE,
@@ -449,7 +454,9 @@ def create_calls(command: str) -> st.SearchStrategy[Call]:
         option("--local-ip", BAD_LOCAL_IP, "Local IP"),
         option("--remote-ip", BAD_REMOTE_IP, "Remote IP"),
         option("--check-interval", BAD_INTERVAL),
-        option("--failback", argv_text().filter(not_in("disabled", "local", "remote"))),
+        option("--failback", argv_text().filter(
+            lambda t: t.strip().lower() not in {"disabled", "local", "remote", LOCAL.hostname})),
+        option("--virtual-router-id", BAD_ROUTER_ID, "Virtual router ID"),
         BAD_FINGERPRINT.map(lambda value: create_call(
             command, f"--accept-host-key={value}", names=("--accept-host-key", "Host key fingerprint"),
             base=without(CREATE, "--trust-new-host-key"))),
@@ -509,8 +516,9 @@ SYNTAX_ERRORS_OF_EDIT = st.one_of(
     BAD_INTERVAL.map(lambda v: (f"--check-interval={v}", ("--check-interval",))),
     BAD_FLOATING_SYNTAX.map(
         lambda v: (f"--floating-ip={v}", ("--floating-ip", "Floating IP"))),
-    bad_tracked_list(BAD_INTERFACE_NAME.filter(lambda name: "," not in name)).map(
-        lambda v: (f"--track={v}", ("--track", "Tracked interface"))),
+    bad_tracked_list(BAD_INTERFACE_NAME.filter(lambda name: "," not in name)).flatmap(
+        lambda v: st.sampled_from([(f"--track={v}", ("--track", "Tracked interface")),
+                                   (f"--tracked-interfaces={v}", ("--track", "Tracked interface"))])),
     st.sampled_from(["--check-interval", "--failback", "--track"]).map(
         lambda name: (name, (name,))),
 )
@@ -725,8 +733,8 @@ def test_unknown_commands_and_options_are_refused(system, roots, call):
 
 COVERED = {
     ("cluster", "check"): {"--local-ip", "--remote-ip", "--floating-ip", "--check-interval", "--failback",
-                           "--accept-host-key"},
-    ("cluster", "edit"): {"--check-interval", "--failback", "--track", "--floating-ip"},
+                           "--virtual-router-id", "--accept-host-key"},
+    ("cluster", "edit"): {"--check-interval", "--failback", "--tracked-interfaces", "--floating-ip"},
     ("maintenance",): {"state", "--node"},
     ("exec",): {"--wait", "--command-timeout", "command"},
     ("events",): {"--recent"},

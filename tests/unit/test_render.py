@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from skutui.domain import render
+from skutui.domain.values import format_seconds
 from skutui.domain.model import MAINTENANCE_TRACK_FILE, ClusterConfig, Node
 from skutui.domain.paths import Paths
-from skutui.domain.validation import ValidationError
+from skutui.domain.errors import ValidationError
 
 PATHS = Paths(run_dir=Path("/run/skutui-test"))
 NOTIFY = "/usr/sbin/skutui notify"
@@ -69,7 +70,7 @@ def test_vrrp_priority(failback, node_a, node_b):
     ("seconds", "text"), [(0.1, "0.1"), (1.0, "1"), (1.25, "1.25"), (40.0, "40"), (2.5, "2.5")]
 )
 def test_format_seconds(seconds, text):
-    assert render.format_seconds(seconds) == text
+    assert format_seconds(seconds) == text
 
 
 # keepalived.conf

@@ -12,7 +12,7 @@ from skutui.system import files
 from skutui.system import store
 from skutui.domain.model import ClusterConfig, Node
 from skutui.domain.codec import ConfigError
-from skutui.domain.validation import ValidationError
+from skutui.domain.errors import ValidationError
 
 CFG = ClusterConfig(
     interface="eth0",
@@ -62,8 +62,8 @@ def test_dumps_layout():
     assert document["nodes"] == {"node-a": {"ip": "198.18.0.1"}, "lb2.example.com": {"ip": "198.18.0.2"}}
     assert '[nodes."lb2.example.com"]' in text
     assert list(document) == [
-        "schema_version", "interface", "check_interval", "failback", "virtual_router_id",
-        "tracked_interfaces", "floating_ips", "synced_paths", "services", "nodes",
+        "schema_version", "interface", "failback", "check_interval", "tracked_interfaces",
+        "floating_ips", "synced_paths", "services", "virtual_router_id", "nodes",
     ]
 
 

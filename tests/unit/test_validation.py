@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from skutui.domain import validation as v
 from skutui.domain.model import ClusterConfig, InterfaceAddress, Node
-from skutui.domain.validation import ValidationError
+from skutui.domain.errors import ValidationError
+from skutui.domain.settings import BY_KEY, Context
 
 ETH0 = InterfaceAddress("eth0", "198.18.0.1", 24, label="eth0", kind="veth")
 ADDRESSES = [
@@ -20,6 +21,30 @@ ADDRESSES = [
     InterfaceAddress("eth2", "192.0.2.20", 24, label="eth2", up=False),
     InterfaceAddress("eth0", "fd00::1", 64, kind="veth"),
 ]
+
+
+def check_interval(value):
+    return BY_KEY["check_interval"].check(value, Context())
+
+
+def failback(value, local, remote):
+    return BY_KEY["failback"].check(value, Context(local=local, remote=remote, nodes=(local, remote)))
+
+
+def tracked_interfaces(names, available, cluster_interface=None):
+    return BY_KEY["tracked_interfaces"].check(names, Context(links=available, interface=cluster_interface))
+
+
+def floating_ip(value):
+    return BY_KEY["floating_ips"].read(value)
+
+
+def floating_ips(items, node_ips=()):
+    return BY_KEY["floating_ips"].check(items, Context(node_ips=tuple(node_ips)))
+
+
+def virtual_router_id(value):
+    return BY_KEY["virtual_router_id"].check(value, Context())
 
 
 def fails(field, call, *args, contains=()):
@@ -83,7 +108,7 @@ def test_ip_address_rejects_non_text():
     ],
 )
 def test_floating_ip_normalises(value, expected):
-    assert v.floating_ip(value) == expected
+    assert floating_ip(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -98,13 +123,13 @@ def test_floating_ip_normalises(value, expected):
     ],
 )
 def test_floating_ip_rejects(value, words):
-    fails("floating_ips", v.floating_ip, value, contains=words)
+    fails("floating_ips", floating_ip, value, contains=words)
 
 
 def test_floating_ips_reject_repeats_and_cluster_ips():
-    assert v.floating_ips(["198.18.0.100/24", "fd00::100"]) == ("198.18.0.100/24", "fd00::100/128")
-    fails("floating_ips", v.floating_ips, ["198.18.0.100/24", "198.18.0.100/32"], contains="listed twice")
-    fails("floating_ips", v.floating_ips, ["198.18.0.1/24"], ["198.18.0.1"], contains="own cluster address")
+    assert floating_ips(["198.18.0.100/24", "fd00::100"]) == ("198.18.0.100/24", "fd00::100/128")
+    fails("floating_ips", floating_ips, ["198.18.0.100/24", "198.18.0.100/32"], contains="listed twice")
+    fails("floating_ips", floating_ips, ["198.18.0.1/24"], ["198.18.0.1"], contains="own cluster address")
 
 
 # local IP
@@ -200,7 +225,7 @@ def test_passwords_never_echoed(first, second):
     [("1", 1.0), ("0.1", 0.1), ("40", 40.0), (" 2.50 ", 2.5), ("1.500", 1.5), (3, 3.0), (0.25, 0.25)],
 )
 def test_check_interval_accepts(value, expected):
-    assert v.check_interval(value) == expected
+    assert check_interval(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -223,14 +248,14 @@ def test_check_interval_accepts(value, expected):
     ],
 )
 def test_check_interval_rejects(value, words):
-    error = fails("check_interval", v.check_interval, value, contains=words)
+    error = fails("check_interval", check_interval, value, contains=words)
     assert "0.1 to 40" in error.message
 
 
 @given(st.integers(min_value=10, max_value=4000))
 def test_check_interval_every_centisecond_step(centiseconds):
     text = f"{centiseconds / 100:.2f}"
-    assert v.check_interval(text) == pytest.approx(centiseconds / 100)
+    assert check_interval(text) == pytest.approx(centiseconds / 100)
 
 
 # failback
@@ -248,11 +273,11 @@ def test_check_interval_every_centisecond_step(centiseconds):
     ],
 )
 def test_failback(value, expected):
-    assert v.failback(value, "node-a", "node-b") == expected
+    assert failback(value, "node-a", "node-b") == expected
 
 
 def test_failback_rejects_a_stranger():
-    fails("failback", v.failback, "node-c", "node-a", "node-b", contains=("node-c", "disabled, node-a or node-b"))
+    fails("failback", failback, "node-c", "node-a", "node-b", contains=("node-c", "disabled, node-a or node-b"))
 
 
 # tracked interfaces
@@ -260,10 +285,10 @@ def test_failback_rejects_a_stranger():
 
 def test_tracked_interfaces():
     available = {"eth0", "eth1", "eth2"}
-    assert v.tracked_interfaces(["eth1", "eth2", "eth1"], available) == ("eth1", "eth2")
-    assert v.tracked_interfaces("eth1, eth2 eth0", available, "eth0") == ("eth1", "eth2")
-    assert v.tracked_interfaces([], available) == ()
-    assert v.tracked_interfaces(["eth9"], None) == ("eth9",)
+    assert tracked_interfaces(["eth1", "eth2", "eth1"], available) == ("eth1", "eth2")
+    assert tracked_interfaces("eth1, eth2,eth0", available, "eth0") == ("eth1", "eth2")
+    assert tracked_interfaces([], available) == ()
+    assert tracked_interfaces(["eth9"], None) == ("eth9",)
 
 
 @pytest.mark.parametrize(
@@ -277,7 +302,7 @@ def test_tracked_interfaces():
     ],
 )
 def test_tracked_interfaces_rejects(names, words):
-    fails("tracked_interfaces", v.tracked_interfaces, names, {"eth0", "eth1"}, contains=words)
+    fails("tracked_interfaces", tracked_interfaces, names, {"eth0", "eth1"}, contains=words)
 
 
 # hostnames, virtual router id
@@ -294,12 +319,12 @@ def test_hostname_pair():
 
 @pytest.mark.parametrize(("value", "expected"), [(1, 1), ("255", 255), (" 51 ", 51)])
 def test_virtual_router_id(value, expected):
-    assert v.virtual_router_id(value) == expected
+    assert virtual_router_id(value) == expected
 
 
 @pytest.mark.parametrize("value", [0, 256, "-1", "5.5", True, 5.0, "x"])
 def test_virtual_router_id_rejects(value):
-    fails("virtual_router_id", v.virtual_router_id, value, contains="1 to 255")
+    fails("virtual_router_id", virtual_router_id, value, contains="1 to 255")
 
 
 # the whole configuration

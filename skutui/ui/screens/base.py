@@ -11,9 +11,9 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from skutui.domain import validation
+from skutui.domain.settings import BY_KEY, Context
 from skutui.ui.errors import describe
-from skutui.ui.forms import FormCheck, comma_list
+from skutui.ui.forms import FormCheck
 from skutui.ui.widgets.bars import KeyBar, TitleBar
 from skutui.ui.widgets.fields import Field, Labelled, TextField
 
@@ -51,12 +51,11 @@ class FormScreen(ConsoleScreen):
     def field_value(self, widget_id: str) -> Any:
         return self.query_one(f"#{widget_id}").value
 
-    def read_floating_ips(self, check: FormCheck, node_ips: tuple[str, ...]) -> tuple[str, ...] | None:
-        text = self.field_value("floating_ips")
-        return check("floating_ips", lambda: validation.floating_ips(comma_list(text), node_ips))
-
-    def read_check_interval(self, check: FormCheck) -> float | None:
-        return check("check_interval", lambda: validation.check_interval(self.field_value("check_interval")))
+    def read_setting(self, check: FormCheck, key: str, context: Context = Context()) -> Any:
+        """The value of the setting ``key``'s field (its id is the key), checked."""
+        setting, value = BY_KEY[key], self.field_value(key)
+        given = value.strip() if isinstance(value, str) else value
+        return check(key, lambda: setting.check(given, context))
 
     def on_text_field_submitted(self, event: TextField.Submitted) -> None:
         event.stop()

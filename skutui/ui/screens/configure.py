@@ -17,6 +17,7 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from skutui.domain import validation
+from skutui.domain.settings import Context
 from skutui.domain.wire import CreateRequest
 from skutui.domain.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
 from skutui.ui.errors import describe
@@ -142,20 +143,13 @@ class ConfigureScreen(FormScreen):
         else:
             remote = check("remote_ip", lambda: validation.remote_ip(value("remote_ip"), local))
         password = check("password", lambda: validation.passwords(value("password"), value("confirmation")))
-        node_ips = tuple(ip for ip in (local, remote) if ip)
-        floating = self.read_floating_ips(check, node_ips)
-        interval = self.read_check_interval(check)
+        context = Context(local=self.view.hostname, node_ips=tuple(ip for ip in (local, remote) if ip))
+        chosen = {key: self.read_setting(check, key, context)
+                  for key in ("floating_ips", "check_interval", "failback")}
         self.show_errors(check.errors)
         if not check.ok:
             return None
-        return CreateRequest(
-            local_ip=local,
-            remote_ip=remote,
-            password=password,
-            floating_ips=floating,
-            check_interval=interval,
-            failback=value("failback"),
-        )
+        return CreateRequest(local_ip=local, remote_ip=remote, password=password, settings=chosen)
 
     def action_apply(self) -> None:
         from skutui.ui.screens.steps import StepsScreen

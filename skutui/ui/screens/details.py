@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from skutui.domain.settings import Context, shown
 from skutui.ui.screens.base import ConsoleScreen
 from skutui.ui.screens.dialogs import ConfirmDialog
 from skutui.ui.screens.steps import StepsScreen
@@ -53,14 +54,7 @@ class DetailsScreen(ConsoleScreen):
             f"{node.hostname}  {node.ip}" + (f"  (this node, {role})" if node.hostname == view.hostname else "")
             for node in cluster.nodes
         ]
-        return [
-            ("Interface", cluster.interface),
-            ("Failback", view.failback_text()),
-            ("Check interval", f"{cluster.check_interval:g} s"),
-            ("Tracked interfaces", ", ".join(cluster.all_tracked_interfaces)),
-            ("Floating IPs", ", ".join(cluster.floating_ips) or "none"),
-            ("Nodes", "\n".join(nodes)),
-        ]
+        return [*shown(cluster, Context.of(cluster, view.hostname)), ("Nodes", "\n".join(nodes))]
 
     def settings_table(self) -> Table:
         """Every setting as a label and its value, in one widget: long values wrap under

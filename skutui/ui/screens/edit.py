@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.widgets import Static
 from textual.widgets.selection_list import Selection
 
-from skutui.domain import validation
+from skutui.domain.settings import Context
 from skutui.domain.wire import EditRequest
 from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
@@ -67,27 +67,13 @@ class EditScreen(FormScreen):
 
     def read_request(self) -> EditRequest | None:
         check = FormCheck()
-        cluster = self.cluster
-        value = self.field_value
-        failback = check(
-            "failback", lambda: validation.failback(value("failback"), self.view.hostname, self.view.peer_hostname)
-        )
-        selected = self.query_one("#tracked_interfaces", Checklist).selected
-        tracked = check(
-            "tracked_interfaces",
-            lambda: validation.tracked_interfaces(selected, self.links, cluster.interface),
-        )
-        interval = self.read_check_interval(check)
-        floating = self.read_floating_ips(check, tuple(node.ip for node in cluster.nodes))
+        context = Context.of(self.cluster, self.view.hostname, self.links)
+        changes = {key: self.read_setting(check, key, context)
+                   for key in ("failback", "tracked_interfaces", "check_interval", "floating_ips")}
         self.show_errors(check.errors)
         if not check.ok:
             return None
-        return EditRequest(
-            check_interval=interval,
-            failback=failback,
-            tracked_interfaces=tracked,
-            floating_ips=floating,
-        )
+        return EditRequest(changes)
 
     def action_apply(self) -> None:
         request = self.read_request()

@@ -32,6 +32,11 @@ class Checklist(SelectionList[T]):
 
     MARK_WIDTH = 4
 
+    @property
+    def value(self) -> list[T]:
+        """What is chosen, as a form reads every field's value."""
+        return list(self.selected)
+
     def _get_left_gutter_width(self) -> int:
         return self.MARK_WIDTH
 

@@ -1,0 +1,417 @@
+"""Every cluster setting, declared once.
+
+A setting's key is its name everywhere: the attribute of ``ClusterConfig``, the key in
+cluster.toml and in ``--json`` output, the ``--flag`` (with dashes) and the field of a form.
+Its row below says how the operator calls it (the label on screen, in messages, in ``cluster
+show`` and in the "what changed" lines), how it is checked, how it is shown, and whether
+``cluster create`` and ``cluster edit`` take it. The codec, the command line, the console's
+Details screen and the lifecycle all read this table; adding a setting is one row and its
+check here, its field in the model, what the renderers do with it and its form field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import PurePosixPath
+from typing import Any
+
+from skutui.domain import values
+from skutui.domain.errors import ValidationError
+from skutui.domain.model import (
+    CHECK_INTERVAL_MAX,
+    CHECK_INTERVAL_MIN,
+    CHECK_INTERVAL_STEP,
+    FAILBACK_DISABLED,
+    ClusterConfig,
+)
+
+FAILBACK_LOCAL = "local"
+FAILBACK_REMOTE = "remote"
+FAILBACK_WORDS = (FAILBACK_DISABLED, FAILBACK_LOCAL, FAILBACK_REMOTE)
+"""Words the failback setting gives a meaning of its own; a node may not be named so."""
+
+VIRTUAL_ROUTER_ID_MIN = 1
+VIRTUAL_ROUTER_ID_MAX = 255
+
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]+")
+
+
+class Kind(enum.Enum):
+    """How a value is written in cluster.toml, and what a message calls it."""
+
+    NUMBER = ((int, float), "a number of seconds")
+    INTEGER = ((int,), "an integer")
+    TEXT = ((str,), "text")
+    TEXT_LIST = ((list,), "a list of text")
+
+    @property
+    def toml_types(self) -> tuple[type, ...]:
+        return self.value[0]
+
+    @property
+    def described(self) -> str:
+        return self.value[1]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check or a display may need to know besides the value itself; what is not
+    known is None (or empty), and the checks that need it are left for later."""
+
+    local: str | None = None
+    """This node's hostname."""
+    remote: str | None = None
+    """The peer's hostname."""
+    nodes: tuple[str, ...] = ()
+    """Both hostnames, as cluster.toml lists them."""
+    node_ips: tuple[str, ...] = ()
+    interface: str | None = None
+    """The cluster NIC."""
+    links: Collection[str] | None = None
+    """This node's link names; None checks names for their spelling only."""
+
+    @classmethod
+    def of(cls, config: ClusterConfig, local: str | None = None,
+           links: Collection[str] | None = None) -> Context:
+        """The context of an existing cluster, seen from ``local``."""
+        names = tuple(node.hostname for node in config.nodes)
+        remote = next((name for name in names if name != local), None) if local else None
+        return cls(local=local, remote=remote, nodes=names,
+                   node_ips=tuple(node.ip for node in config.nodes),
+                   interface=config.interface, links=links)
+
+
+Check = Callable[[Any, Context], Any]
+Show = Callable[[Any, Context], str]
+
+
+def _listed(value: Sequence[str], context: Context) -> str:
+    return ", ".join(value) or "none"
+
+
+def _plain(value: object, context: Context) -> str:
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    label: str
+    """The operator's words for it: screen label, message subject, ``cluster show`` line."""
+    kind: Kind
+    check: Check
+    """Operator value (text or list) -> the normalised value cluster.toml holds."""
+    show: Show = _plain
+    item: str = ""
+    """What one item of a list is called in a message ("Floating IP"); the label if empty."""
+    flag_help: str = ""
+    metavar: str = ""
+    repeat: bool = False
+    """The flag is repeated, once an item (``--floating-ip A --floating-ip B``), instead of
+    taking a comma-separated list."""
+    aliases: tuple[str, ...] = ()
+    """Older spellings of the flag, still accepted."""
+    on_create: bool = False
+    on_edit: bool = False
+    required: bool = False
+    """cluster.toml must name it (the others take the model's default when absent)."""
+
+    @property
+    def flag(self) -> str:
+        name = self.key.removesuffix("s") if self.repeat else self.key
+        return "--" + name.replace("_", "-")
+
+    @property
+    def default(self) -> Any:
+        found = {field.name: field for field in dataclasses.fields(ClusterConfig)}[self.key]
+        return found.default
+
+    def read(self, text: str) -> Any:
+        """A flag's text, checked for what can be checked without the cluster (a repeated
+        flag's text is one item of the list)."""
+        if self.repeat:
+            return self.check([text], Context())[0]
+        return self.check(text, Context())
+
+    def shown(self, value: Any, context: Context = Context()) -> str:
+        return self.show(value, context)
+
+    @property
+    def item_label(self) -> str:
+        return self.item or self.label
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+def _check_interval(value: object, context: Context) -> float:
+    """Seconds between VRRP adverts: 0.1 to 40 in steps of 0.01 (VRRPv3 counts centiseconds)."""
+    fix = (
+        f"enter seconds from {CHECK_INTERVAL_MIN:g} to {CHECK_INTERVAL_MAX:g} "
+        f"in steps of {CHECK_INTERVAL_STEP:g}"
+    )
+
+    def problem(what: str) -> ValidationError:
+        return values.problem("check_interval", CHECK_INTERVAL.label, what, fix=fix)
+
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise problem(f"{value!r} is not a number")
+    text = value.strip() if isinstance(value, str) else repr(value)
+    if not text:
+        raise problem("is empty")
+    try:
+        seconds = Decimal(text)
+    except InvalidOperation:
+        raise problem(f"{text!r} is not a number") from None
+    if not seconds.is_finite():
+        raise problem(f"{text!r} is not a number")
+    try:
+        finer = seconds != seconds.quantize(Decimal(str(CHECK_INTERVAL_STEP)))
+    except InvalidOperation:  # too many digits to quantize: far out of range, said below
+        finer = False
+    if finer:
+        raise problem(f"{text} has more than two decimals")
+    if not Decimal(str(CHECK_INTERVAL_MIN)) <= seconds <= Decimal(str(CHECK_INTERVAL_MAX)):
+        raise problem(f"{text} is out of range")
+    return float(seconds)
+
+
+def _show_seconds(value: float, context: Context) -> str:
+    return f"{values.format_seconds(value)} s"
+
+
+def _check_failback(value: object, context: Context) -> str:
+    """``disabled`` or the hostname of the node that takes the floating IPs back on return.
+
+    The operator may say ``disabled``, ``local``, ``remote`` or either hostname (any case).
+    Before the peer is contacted its hostname is unknown: ``remote`` is kept as the word,
+    and a hostname other than this node's is refused.
+    """
+    label = FAILBACK.label
+    known = [name for name in (context.local, context.remote, *context.nodes) if name]
+    names = list(dict.fromkeys(known))
+    choices = (f"{FAILBACK_DISABLED}, {names[0]} or {names[1]}" if len(names) == 2
+               else f"{FAILBACK_DISABLED}, {FAILBACK_LOCAL} or {FAILBACK_REMOTE}")
+    given = values.text(value, "failback", label, choices)
+    word = given.lower()
+    if word == FAILBACK_DISABLED:
+        return FAILBACK_DISABLED
+    if word in (FAILBACK_LOCAL, FAILBACK_REMOTE):
+        side = context.local if word == FAILBACK_LOCAL else context.remote
+        if side is not None:
+            return side
+        if not context.nodes:
+            return word
+    else:
+        values.hostname_spelling(given, "failback", label)
+        for name in names:
+            if word == name.lower():
+                return name
+        if not names:
+            return given
+        if len(names) == 1:
+            raise ValidationError(
+                "failback", f"{label} {given!r} is not this node; enter {choices} (the peer's "
+                "hostname is known once the peer is contacted).")
+    raise ValidationError("failback", f"{label} {given!r} is not a node of this cluster; "
+                                      f"enter {choices}.")
+
+
+def _show_failback(value: str, context: Context) -> str:
+    if value == FAILBACK_DISABLED:
+        return value
+    if value == context.local:
+        return f"{value} (this node)"
+    if value == context.remote:
+        return f"{value} (the peer)"
+    return value
+
+
+def _check_interface(value: object, context: Context) -> str:
+    return values.interface_name(value, "interface", INTERFACE.label)
+
+
+def _check_tracked_interfaces(value: object, context: Context) -> tuple[str, ...]:
+    """Links keepalived watches besides the cluster NIC, without repeats; the cluster NIC is
+    dropped from the list, since keepalived always tracks it. With ``context.links`` (this
+    node's links) each must exist."""
+    found: dict[str, None] = {}
+    for item in values.words(value):
+        name = values.interface_name(item, "tracked_interfaces", TRACKED_INTERFACES.item_label)
+        if name == context.interface:
+            continue
+        if context.links is not None and name not in context.links:
+            known = ", ".join(sorted(context.links)) or "none"
+            raise ValidationError(
+                "tracked_interfaces",
+                f"{TRACKED_INTERFACES.item_label} {name} does not exist on this node; enter one "
+                f"of: {known}.",
+            )
+        found.setdefault(name, None)
+    return tuple(found)
+
+
+def _show_tracked_interfaces(value: Sequence[str], context: Context) -> str:
+    return ", ".join(dict.fromkeys([*([context.interface] if context.interface else []), *value]))
+
+
+def _check_floating_ips(value: object, context: Context) -> tuple[str, ...]:
+    """Each floating IP as ``address/prefix``; no repeats and none a node's own cluster IP."""
+    label = FLOATING_IPS.item_label
+    nodes = {ipaddress.ip_address(ip) for ip in context.node_ips}
+    seen: dict[values.IPAddress, str] = {}
+    for item in values.words(value):
+        cidr = values.address_with_prefix(item, "floating_ips", label)
+        ip = ipaddress.ip_interface(cidr).ip
+        if ip in nodes:
+            raise ValidationError(
+                "floating_ips",
+                f"{label} {cidr} is a node's own cluster address; "
+                "a floating IP must be an address no node owns.",
+            )
+        if ip in seen:
+            raise ValidationError(
+                "floating_ips", f"{label} {ip} is listed twice ({seen[ip]} and {cidr}); keep one.")
+        seen[ip] = cidr
+    return tuple(seen.values())
+
+
+def _check_synced_paths(value: object, context: Context) -> tuple[str, ...]:
+    """Absolute paths the master copies to the backup."""
+    found: dict[str, None] = {}
+    for item in values.words(value):
+        given = values.text(item, "synced_paths", SYNCED_PATHS.item_label,
+                            "an absolute path such as /etc/haproxy")
+        path = PurePosixPath(given)
+        if not path.is_absolute() or ".." in path.parts:
+            raise ValidationError(
+                "synced_paths",
+                f"{SYNCED_PATHS.item_label} {given!r} is not an absolute path without '..'; "
+                "enter one such as /etc/haproxy.",
+            )
+        found.setdefault(str(path), None)
+    return tuple(found)
+
+
+def _check_services(value: object, context: Context) -> tuple[str, ...]:
+    """Services the master starts and the backup stops."""
+    found: dict[str, None] = {}
+    for item in values.words(value):
+        given = values.text(item, "services", SERVICES.item_label, "a service name such as haproxy")
+        if not _SERVICE_NAME.fullmatch(given):
+            raise ValidationError("services", f"{SERVICES.item_label} {given!r} is not a valid "
+                                              "service name; enter one such as haproxy.")
+        found.setdefault(given, None)
+    return tuple(found)
+
+
+def _check_virtual_router_id(value: object, context: Context) -> int:
+    """The VRRP group number, 1 to 255; another cluster on the segment must use another."""
+    fix = (
+        f"enter a whole number from {VIRTUAL_ROUTER_ID_MIN} to {VIRTUAL_ROUTER_ID_MAX} "
+        "that no other VRRP group on this network uses"
+    )
+
+    def problem(what: str) -> ValidationError:
+        return values.problem("virtual_router_id", VIRTUAL_ROUTER_ID.label, what, fix=fix)
+
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        shown = value.strip() if isinstance(value, str) else value
+        raise problem(f"{shown!r} is not a whole number")
+    if not VIRTUAL_ROUTER_ID_MIN <= number <= VIRTUAL_ROUTER_ID_MAX:
+        raise problem(f"{number} is out of range")
+    return number
+
+
+# --- the table -------------------------------------------------------------------------------
+
+INTERFACE = Setting(
+    "interface", "Interface", Kind.TEXT, _check_interface, required=True)
+FAILBACK = Setting(
+    "failback", "Failback", Kind.TEXT, _check_failback, _show_failback,
+    flag_help="the node that takes the floating IPs back when it returns: disabled, local, "
+              "remote or a node's hostname",
+    metavar="disabled|local|remote|HOSTNAME", on_create=True, on_edit=True)
+CHECK_INTERVAL = Setting(
+    "check_interval", "Check interval", Kind.NUMBER, _check_interval, _show_seconds,
+    flag_help=f"seconds between VRRP adverts ({CHECK_INTERVAL_MIN:g} to {CHECK_INTERVAL_MAX:g})",
+    metavar="SECONDS", on_create=True, on_edit=True)
+TRACKED_INTERFACES = Setting(
+    "tracked_interfaces", "Tracked interfaces", Kind.TEXT_LIST, _check_tracked_interfaces,
+    _show_tracked_interfaces, item="Tracked interface",
+    flag_help="links keepalived watches besides the cluster NIC, comma separated",
+    metavar="IF,…", aliases=("--track",), on_edit=True)
+FLOATING_IPS = Setting(
+    "floating_ips", "Floating IPs", Kind.TEXT_LIST, _check_floating_ips, _listed,
+    item="Floating IP",
+    flag_help="a floating IP held by the master (repeat the option; on edit, the whole new "
+              "list)",
+    metavar="CIDR", repeat=True, on_create=True, on_edit=True)
+SYNCED_PATHS = Setting(
+    "synced_paths", "Synced paths", Kind.TEXT_LIST, _check_synced_paths, _listed,
+    item="Synced path")
+SERVICES = Setting(
+    "services", "Services", Kind.TEXT_LIST, _check_services, _listed, item="Service")
+VIRTUAL_ROUTER_ID = Setting(
+    "virtual_router_id", "Virtual router ID", Kind.INTEGER, _check_virtual_router_id,
+    flag_help=f"the VRRP group number ({VIRTUAL_ROUTER_ID_MIN} to {VIRTUAL_ROUTER_ID_MAX}); "
+              "no other VRRP router on the cluster network may use it",
+    metavar="ID", on_create=True)
+
+SETTINGS: tuple[Setting, ...] = (
+    INTERFACE, FAILBACK, CHECK_INTERVAL, TRACKED_INTERFACES, FLOATING_IPS, SYNCED_PATHS,
+    SERVICES, VIRTUAL_ROUTER_ID,
+)
+"""In the order they are shown."""
+
+BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
+
+
+def creatable() -> list[Setting]:
+    return [setting for setting in SETTINGS if setting.on_create]
+
+
+def editable() -> list[Setting]:
+    return [setting for setting in SETTINGS if setting.on_edit]
+
+
+def check_all(given: dict[str, Any], context: Context) -> dict[str, Any]:
+    """Each given setting checked, in the table's order."""
+    return {setting.key: setting.check(given[setting.key], context)
+            for setting in SETTINGS if setting.key in given}
+
+
+def shown(config: ClusterConfig, context: Context) -> list[tuple[str, str]]:
+    """Every setting as (label, value as the operator reads it), in the table's order."""
+    return [(setting.label, setting.shown(getattr(config, setting.key), context))
+            for setting in SETTINGS]
+
+
+def changes(old: ClusterConfig, new: ClusterConfig, context: Context) -> list[str]:
+    """One line per setting that differs: ``Label: before -> after``."""
+    return [f"{setting.label}: {setting.shown(getattr(old, setting.key), context)} -> "
+            f"{setting.shown(getattr(new, setting.key), context)}"
+            for setting in SETTINGS if getattr(old, setting.key) != getattr(new, setting.key)]
+
+
+def to_document(config: ClusterConfig) -> dict[str, Any]:
+    """The settings as cluster.toml and ``--json`` write them (lists as lists)."""
+    document: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = getattr(config, setting.key)
+        if setting.kind is Kind.TEXT_LIST:
+            value = list(value)
+        elif setting.kind is Kind.NUMBER:
+            value = float(value)
+        document[setting.key] = value
+    return document
