@@ -13,6 +13,7 @@ LAB_COMMAND = "lab"
 
 
 def _open_console(ascii_profile: bool) -> int:
+    # Only the console pays for Textual; only a command pays for its own group.
     from skutui.domain.paths import Paths
     from skutui.ui.launch import launch_console
 
@@ -22,9 +23,11 @@ def _open_console(ascii_profile: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == [LAB_COMMAND]:
+        # The lab is not part of an appliance's installation; it is looked for only here.
         from skutui_lab.cli import main as lab_main
 
         return lab_main(args)
+    # Kept out of `skutui lab`, which has a parser of its own.
     from skutui.cli.main import run
 
     return run(args, open_console=_open_console)

@@ -18,7 +18,7 @@ class Paths:
     run_dir: Path = Path("/run/skutui")
 
     @classmethod
-    def from_env(cls) -> "Paths":
+    def from_env(cls) -> Paths:
         root = os.environ.get(CONFIG_ROOT_ENV)
         return cls(config_root=Path(root)) if root else cls()
 

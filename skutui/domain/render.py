@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from skutui.domain.values import format_seconds
+from skutui.domain.errors import ValidationError
 from skutui.domain.model import FAILBACK_DISABLED, MAINTENANCE_TRACK_FILE, ClusterConfig, Node
 from skutui.domain.paths import Paths
-from skutui.domain.errors import ValidationError
+from skutui.domain.values import format_seconds
 
 VRRP_INSTANCE = "SKUTUI"
 """The vrrp_instance name: notify_fifo lines read ``INSTANCE "SKUTUI" MASTER 120``."""

@@ -43,20 +43,24 @@ _SERVICE_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]+")
 
 
 class Kind(enum.Enum):
-    """How a value is written in cluster.toml, and what a message calls it."""
+    """How a value is written in cluster.toml; the value is what a message calls it."""
 
-    NUMBER = ((int, float), "a number of seconds")
-    INTEGER = ((int,), "an integer")
-    TEXT = ((str,), "text")
-    TEXT_LIST = ((list,), "a list of text")
+    NUMBER = "a number of seconds"
+    INTEGER = "an integer"
+    TEXT = "text"
+    TEXT_LIST = "a list of text"
 
     @property
     def toml_types(self) -> tuple[type, ...]:
-        return self.value[0]
+        return _TOML_TYPES[self]
 
     @property
     def described(self) -> str:
-        return self.value[1]
+        return str(self.value)
+
+
+_TOML_TYPES: dict[Kind, tuple[type, ...]] = {
+    Kind.NUMBER: (int, float), Kind.INTEGER: (int,), Kind.TEXT: (str,), Kind.TEXT_LIST: (list,)}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import subprocess
 import time
 import zlib
@@ -90,8 +91,6 @@ class Entry:
 
     @property
     def command(self) -> str:
-        import shlex
-
         return shlex.join(self.argv)
 
     def to_dict(self) -> dict:

@@ -66,6 +66,7 @@ def addresses_from_netlink(
 
 async def discover_addresses() -> list[InterfaceAddress]:
     """Every address on every link of this network namespace."""
+    # pyroute2 takes 150-230 ms to import; the console and most commands never need it.
     from pyroute2 import AsyncIPRoute
 
     async with AsyncIPRoute() as ipr:
@@ -76,6 +77,7 @@ async def discover_addresses() -> list[InterfaceAddress]:
 
 async def link_names() -> list[str]:
     """Names of the links of this network namespace, for tracked-interface choices."""
+    # pyroute2 takes 150-230 ms to import (see discover_addresses).
     from pyroute2 import AsyncIPRoute
 
     async with AsyncIPRoute() as ipr:

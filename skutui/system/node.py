@@ -7,27 +7,31 @@ so both nodes run exactly the same code.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import shutil
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from skutui import __version__
 from skutui.domain import codec
-from skutui.system.files import write_bytes_atomic, write_text_atomic
-from skutui.system import store
 from skutui.domain.errors import BadInput, Failed
 from skutui.domain.model import ClusterConfig, Role
 from skutui.domain.paths import Paths
 from skutui.domain.render import render_conntrackd, render_keepalived
+from skutui.system import store
 from skutui.system.daemons import AgentDaemon, Conntrackd, DaemonError, Keepalived
+from skutui.system.files import write_bytes_atomic, write_text_atomic
 from skutui.system.hook import hook_command
 from skutui.system.journal import Journal
+from skutui.system.net import discover_addresses
 
 MAINTENANCE_ON = "1"
 MAINTENANCE_OFF = "0"
@@ -78,7 +82,7 @@ class NodeFacts:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NodeFacts":
+    def from_dict(cls, data: dict) -> NodeFacts:
         return cls(
             hostname=str(data["hostname"]),
             version=str(data["version"]),
@@ -92,8 +96,6 @@ class NodeFacts:
 
 
 def _ip_json(*args: str) -> list[dict]:
-    import json
-
     out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True)
     return json.loads(out.stdout or "[]") if out.returncode == 0 else []
 
@@ -136,8 +138,6 @@ class LocalNode:
             return False
 
     def agent_state(self) -> dict:
-        import json
-
         try:
             state = json.loads(self.paths.agent_state.read_text())
         except (OSError, ValueError):
@@ -183,11 +183,6 @@ class LocalNode:
 
     def inventory(self) -> dict:
         """What pre-flight compares between the nodes."""
-        import asyncio
-        import time
-
-        from skutui.system.net import discover_addresses
-
         addresses = asyncio.run(discover_addresses())
         return {
             "hostname": socket.gethostname(),

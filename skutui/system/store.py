@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from skutui.domain.codec import FILE_MODE, ConfigError, dumps, load_bytes
-from skutui.domain.model import ClusterConfig
 from skutui.domain.errors import ValidationError
+from skutui.domain.model import ClusterConfig
 from skutui.system.files import write_text_atomic
 
 

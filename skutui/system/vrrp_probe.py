@@ -31,7 +31,7 @@ def routers_heard(local_ip: str, seconds: float) -> set[tuple[str, int]]:
             sock.settimeout(left)
             try:
                 packet, sender = sock.recvfrom(2048)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             vrid = _vrid_of(packet, family)
             if vrid is not None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -21,7 +22,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from skutui.ui.errors import LOG_FILE, describe
-from skutui.ui.profile import ConsoleProfile, STYLES_DIR
+from skutui.ui.profile import STYLES_DIR, ConsoleProfile
 from skutui.ui.state import ClusterView, read_view
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class SkutuiApp(App[None]):
         if profile.plain:
             self.theme = "ansi-dark"
             self.animation_level = "none"
+            # The plain profile's own pieces are read only when it is used.
             from skutui.ui.widgets import scrollbar
 
             scrollbar.install()
@@ -101,6 +103,7 @@ class SkutuiApp(App[None]):
         """On the plain profile, a driver that sends only the cells that changed: a serial
         line carries a status change in a few dozen bytes instead of whole screens."""
         if self.profile.plain and super().get_driver_class().__name__ == "LinuxDriver":
+            # The plain profile's own pieces are read only when it is used.
             from skutui.ui.terminal import DiffDriver
 
             return DiffDriver
@@ -121,6 +124,7 @@ class SkutuiApp(App[None]):
 
     def get_default_screen(self) -> Screen:
         if self.view is None:
+            # A screen's module (and its styles) is read when the screen is first shown.
             from skutui.ui.screens.start import StartScreen
 
             return StartScreen()
@@ -129,6 +133,7 @@ class SkutuiApp(App[None]):
     def home_screen(self, view: ClusterView) -> Screen:
         """Configure (no cluster) or Details."""
         self.title = f"skutui on {self.profile.text(view.hostname)}"
+        # A screen's module (and its styles) is read when the screen is first shown.
         if view.cluster is None:
             from skutui.ui.screens.configure import ConfigureScreen
 
@@ -177,6 +182,7 @@ class SkutuiApp(App[None]):
         says so there, with a retry; later it is a dialog over whatever is shown."""
         if event.state != WorkerState.ERROR:
             return
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.start import StartScreen
 
         message = describe(event.worker.error)
@@ -186,6 +192,7 @@ class SkutuiApp(App[None]):
             self.show_error(message)
 
     def show_error(self, message: str) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.dialogs import NoticeDialog
 
         self.push_screen(NoticeDialog("Error", message, error=True))
@@ -197,7 +204,8 @@ class SkutuiApp(App[None]):
         if binding.key_display:
             return binding.key_display
         parts = binding.key.split("+")
-        names = [KEY_NAMES.get(part, part.upper() if part[:1] == "f" and part[1:].isdigit() else part) for part in parts]
+        names = [KEY_NAMES.get(part, part.upper() if part[:1] == "f" and part[1:].isdigit() else part)
+                 for part in parts]
         if len(names) > 1 and len(names[-1]) == 1:
             names[-1] = names[-1].upper()  # Ctrl+L, as the key is printed
         return "+".join(names)
@@ -211,6 +219,7 @@ class SkutuiApp(App[None]):
             self.screen.refresh(layout=True)
 
     def action_help(self) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
@@ -225,8 +234,6 @@ class SkutuiApp(App[None]):
     def _fatal_error(self) -> None:
         """A bug must not paint a traceback on the operator's console: one line here, the
         traceback in the log."""
-        from rich.text import Text
-
         log.error("the console stopped on an unexpected error", exc_info=True)
         self.bell()
         self._exit_renderables.append(

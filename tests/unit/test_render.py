@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from skutui.domain import render
-from skutui.domain.values import format_seconds
+from skutui.domain.errors import ValidationError
 from skutui.domain.model import MAINTENANCE_TRACK_FILE, ClusterConfig, Node
 from skutui.domain.paths import Paths
-from skutui.domain.errors import ValidationError
+from skutui.domain.values import format_seconds
 
 PATHS = Paths(run_dir=Path("/run/skutui-test"))
 NOTIFY = "/usr/sbin/skutui notify"
@@ -250,7 +250,8 @@ def test_config_test_harness_sees_problems(tmp_path):
     """The check above means something: keepalived flags what the renderer avoids."""
     text = render.render_keepalived(cluster(floating_ips=("198.18.0.100/24",)), "node-a", PATHS, NOTIFY)
     spoiled = {
-        "own interface tracked": text.replace("check_unicast_src\n", "check_unicast_src\n    track_interface {\n        eth0\n    }\n", 1),
+        "own interface tracked": text.replace(
+            "check_unicast_src\n", "check_unicast_src\n    track_interface {\n        eth0\n    }\n", 1),
         "advert_int out of range": text.replace("advert_int 1\n", "advert_int 41\n"),
         "no VIP of the family": re.sub(r"virtual_ipaddress \{[^}]*\}\n", "", text),
     }

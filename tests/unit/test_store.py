@@ -8,11 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skutui.domain import codec
-from skutui.system import files
-from skutui.system import store
-from skutui.domain.model import ClusterConfig, Node
 from skutui.domain.codec import ConfigError
 from skutui.domain.errors import ValidationError
+from skutui.domain.model import ClusterConfig, Node
+from skutui.system import files, store
 
 CFG = ClusterConfig(
     interface="eth0",

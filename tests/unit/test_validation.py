@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from skutui.domain import validation as v
-from skutui.domain.model import ClusterConfig, InterfaceAddress, Node
 from skutui.domain.errors import ValidationError
+from skutui.domain.model import ClusterConfig, InterfaceAddress, Node
 from skutui.domain.settings import BY_KEY, Context
 
 ETH0 = InterfaceAddress("eth0", "198.18.0.1", 24, label="eth0", kind="veth")

@@ -51,11 +51,11 @@ class FormScreen(ConsoleScreen):
     def field_value(self, widget_id: str) -> Any:
         return self.query_one(f"#{widget_id}").value
 
-    def read_setting(self, check: FormCheck, key: str, context: Context = Context()) -> Any:
+    def read_setting(self, check: FormCheck, key: str, context: Context | None = None) -> Any:
         """The value of the setting ``key``'s field (its id is the key), checked."""
         setting, value = BY_KEY[key], self.field_value(key)
         given = value.strip() if isinstance(value, str) else value
-        return check(key, lambda: setting.check(given, context))
+        return check(key, lambda: setting.check(given, context or Context()))
 
     def on_text_field_submitted(self, event: TextField.Submitted) -> None:
         event.stop()

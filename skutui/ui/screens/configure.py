@@ -17,9 +17,9 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from skutui.domain import validation
+from skutui.domain.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
 from skutui.domain.settings import Context
 from skutui.domain.wire import CreateRequest
-from skutui.domain.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
@@ -28,6 +28,8 @@ from skutui.ui.widgets.fields import ActionButton, Choice, SecretField, TextFiel
 
 if TYPE_CHECKING:
     from skutui.cluster.api import ClusterService
+
+    # A screen's module (and its styles) is read when the screen is first shown.
     from skutui.ui.screens.steps import StepsScreen
 
 READING_ADDRESSES = "reading this node's addresses..."
@@ -118,7 +120,8 @@ class ConfigureScreen(FormScreen):
         if event.worker.group == "candidates" and event.state == WorkerState.ERROR:
             event.prevent_default()
             self.show_candidates(
-                [], f"Could not read this node's addresses: {describe(event.worker.error)} Restart the console to try again."
+                [], f"Could not read this node's addresses: {describe(event.worker.error)} "
+                "Restart the console to try again."
             )
             return
         super().on_worker_state_changed(event)
@@ -152,6 +155,7 @@ class ConfigureScreen(FormScreen):
         return CreateRequest(local_ip=local, remote_ip=remote, password=password, settings=chosen)
 
     def action_apply(self) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.steps import StepsScreen
 
         request = self.read_request()
@@ -166,6 +170,7 @@ class ConfigureScreen(FormScreen):
 async def create_cluster(
     steps: StepsScreen, *, service: ClusterService, request: CreateRequest, hostname: str
 ) -> str | None:
+    # A screen's module (and its styles) is read when the screen is first shown.
     from skutui.ui.screens.dialogs import ConfirmDialog
 
     remote = request.remote_ip

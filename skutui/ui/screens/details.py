@@ -90,12 +90,14 @@ class DetailsScreen(ConsoleScreen):
         return not (action in CONFIGURATION_ACTIONS and self.view.read_only_reason)
 
     def action_nodes(self) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.nodes import NodesScreen
 
         self.app.push_screen(NodesScreen(self.view))
 
     @work(exclusive=True, group="open-edit", exit_on_error=False)
     async def action_edit(self) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.edit import EditScreen
 
         await self.app.preloaded()

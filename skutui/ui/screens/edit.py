@@ -16,7 +16,6 @@ from skutui.ui.state import ClusterView, failback_options
 from skutui.ui.widgets.checklist import Checklist
 from skutui.ui.widgets.fields import ActionButton, Choice, Field, TextField
 
-
 LOOPBACK = "lo"
 """Never offered for tracking: it is always up, so watching it tells keepalived nothing."""
 

@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, RichLog, Static
 from textual.worker import Worker, WorkerState
 
-from skutui.domain.wire import NodeRow
 from skutui.domain.model import Role, Status
+from skutui.domain.wire import NodeRow
 from skutui.ui.colours import status_style
 from skutui.ui.errors import describe
 from skutui.ui.messages import ClusterEventArrived, EventsStopped, NodesRead, NodesStale

@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import RichLog
 from textual.worker import Worker, WorkerState
 
-from skutui.domain.wire import CheckResult
 from skutui.domain.model import Status
+from skutui.domain.wire import CheckResult
 from skutui.ui.colours import status_style
 from skutui.ui.errors import describe
 from skutui.ui.messages import StepLogged
