@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -116,6 +117,69 @@ def test_clients_explain_a_missing_agent(tmp_path: Path):
     with pytest.raises(ControlError, match="agent is not running.*skutui node start"):
         control.request(tmp_path / "none.sock", "state")
     assert control.post_event(tmp_path / "none.sock", "role", "x") is False
+
+
+async def test_follow_events_yields_the_dicts_the_server_sends(server: ControlServer):
+    server.bus.emit("sync", "pushed to node-b: 1 written", written=["/etc/skutui/x"])
+    stream = control.follow_events(server.path, recent=5)
+    async with contextlib.aclosing(stream):
+        first = await asyncio.wait_for(anext(stream), 5)  # subscribed before it was sent
+        server.bus.emit("peer", "node-b (10.0.0.2) is unreachable: refused", level="warning")
+        await ask(server.path, "post", event={"kind": "role", "message": "backup -> master",
+                                              "data": {"role": "master"}})
+        rest = [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    assert [first, *rest] == server.bus.recent(3)
+    assert [e["kind"] for e in rest] == ["peer", "role"]
+
+
+async def test_follow_events_takes_a_line_of_any_length(server: ControlServer):
+    """A sync event names every path it pushed: longer than asyncio's default line limit."""
+    written = [f"/etc/skutui/conf.d/{n:06}.cfg" for n in range(5000)]
+    server.bus.emit("sync", "reconciled with node-b", written=written)
+    async with contextlib.aclosing(control.follow_events(server.path, recent=1)) as stream:
+        event = await asyncio.wait_for(anext(stream), 5)
+    assert len(json.dumps(event)) > 64 * 1024 and event["data"]["written"] == written
+
+
+async def test_follow_events_ends_when_the_agent_stops(server: ControlServer):
+    received: list[dict] = []
+
+    async def follow() -> None:
+        async for event in control.follow_events(server.path):
+            received.append(event)
+
+    reader = asyncio.create_task(follow())
+    await wait_until(lambda: server.bus._subscribers)
+    server.bus.emit("agent", "agent stopping")
+    await wait_until(lambda: received)
+    await server.close()
+    await asyncio.wait_for(reader, 5)
+    assert [e["message"] for e in received] == ["agent stopping"]
+
+
+async def test_follow_events_ends_when_the_agent_dies_mid_line(tmp_path: Path):
+    async def dying(reader, writer) -> None:
+        await reader.readline()
+        writer.write(control.encode({"kind": "agent", "message": "whole"}) + b'{"kind": "sy')
+        await writer.drain()
+        writer.close()
+
+    path = tmp_path / "dying.sock"
+    dead = await asyncio.start_unix_server(dying, str(path))
+    try:
+        events = [e async for e in control.follow_events(path)]
+    finally:
+        dead.close()
+    assert events == [{"kind": "agent", "message": "whole"}]
+
+
+async def test_follow_events_explains_a_missing_or_refusing_agent(server: ControlServer,
+                                                                  tmp_path: Path, monkeypatch):
+    with pytest.raises(ControlError, match="agent is not running.*skutui node start"):
+        await anext(control.follow_events(tmp_path / "none.sock"))
+    monkeypatch.setattr(served, "peer_uid", lambda sock: 1000)
+    with pytest.raises(ControlError, match="refused the event stream: .*root only"):
+        await anext(control.follow_events(server.path))
 
 
 async def test_skutui_events_json_prints_one_object_per_line(server: ControlServer, capsys,
