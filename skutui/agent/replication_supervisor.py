@@ -50,7 +50,8 @@ class ReplicationSupervisor:
         self._wake.set()
 
     def peer_back(self) -> None:
-        """The peer returned: whatever blocked the replay may be gone with its absence."""
+        """The peer returned, perhaps mended (skutui installed again): a blocked replay is
+        tried at once rather than after its wait."""
         self._blocked_until = 0.0
         self.wake()
 

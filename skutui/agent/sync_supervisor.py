@@ -46,7 +46,6 @@ class SyncSupervisor:
         return self.service.status() if self.service else None
 
     async def want(self, role: Role, roots: list[PurePosixPath], link: PeerLink | None) -> None:
-        """Start or stop the sync to match what this node is now."""
         want = role is Role.MASTER and link is not None and bool(roots)
         task = self._task
         if task is not None and (task.done() or not want or roots != self._roots

@@ -48,7 +48,8 @@ class ControlError(Failed):
 
 
 def encode(message: dict) -> bytes:
-    """One message of the protocol, as the line that carries it."""
+    """Both ends write their lines so: keys sorted, and a value JSON cannot carry (a path)
+    sent as its text rather than failing the whole message."""
     return json.dumps(message, sort_keys=True, default=str).encode() + b"\n"
 
 
