@@ -38,7 +38,8 @@ DEFAULT_ROUNDS = 5
 TARGET = 1.15
 MASTER_CAUSE = "keepalived MASTER"
 """The cause of the agent's role event and of the transition's outcome
-(skutui.agent.main.Agent.fifo_line, skutui.agent.transitions.outcome_event)."""
+(skutui.agent.role_supervisor.RoleSupervisor.fifo_line,
+skutui.agent.transitions.outcome_event)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

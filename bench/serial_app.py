@@ -21,7 +21,7 @@ from skutui.ui.profile import detect_profile  # noqa: E402
 from tests.fakes import FakeClusterService  # noqa: E402
 
 EVENT_MESSAGE = "conntrackd is not running on this node"
-"""What the agent's service check says when a daemon stops (skutui.agent.main)."""
+"""What the agent's service check says when a daemon stops (skutui.agent.services)."""
 CHANGED_MESSAGE = "Failed services: conntrackd"
 """What the status digest says for a backup without conntrackd (skutui.domain.digest)."""
 

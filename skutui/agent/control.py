@@ -1,21 +1,7 @@
-"""The agent's control socket: its current state and a live stream of events, as JSON lines.
+"""The agent's control socket, served: its current state and a live stream of events.
 
-Protocol (a Unix stream socket at ``Paths.control_socket``, mode 0600, root only; the
-server also checks the caller's uid). The client sends one JSON line, the server answers:
-
-    {"op": "state"}                 -> {"ok": true, "state": {...}}            then closes
-    {"op": "events", "recent": N}   -> the last N events, then each new one, one a line
-    {"op": "post", "event": {...}}  -> {"ok": true}   (kind, message, level, data)
-    {"op": "wake"}                  -> {"ok": true}   (replay the journal now)
-    {"op": "wake", "seq": N, "wait": S}
-                                    -> {"ok": true, "acked": bool}   once the peer answered
-                                       entry N, or after S seconds
-    anything else                   -> {"ok": false, "error": "..."}
-
-An event is ``{"time", "node", "kind", "level", "message"[, "data"]}``: ``time`` is ISO 8601
-UTC, ``kind`` one of :data:`KINDS`, ``level`` info, warning or error, ``data`` details for
-scripts (a role, a sequence number, the paths pushed). A client too slow to keep up gets
-one last ``agent`` event saying so and is disconnected, so it can never stall the agent.
+The protocol, and its clients, are :mod:`skutui.system.control`'s: the command line and
+the console's operations reach the agent through them.
 """
 
 from __future__ import annotations
@@ -28,20 +14,24 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from skutui.domain.errors import Failed
+from skutui.system.control import (
+    CLIENT_TIMEOUT,
+    KINDS,
+    MAX_REQUEST,
+    ControlError,
+    answers,
+    encode,
+)
 
 log = logging.getLogger("skutui.agent")
 
-KINDS = ("role", "sync", "replication", "service", "peer", "agent")
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 RECENT_KEPT = 200
 SUBSCRIBER_QUEUE = 1000
-MAX_REQUEST = 64 * 1024
-CLIENT_TIMEOUT = 5.0
 MAX_WAIT = 3600.0
 """Longest a client may wait on the socket for a replayed entry's answer, in seconds."""
 
@@ -89,10 +79,6 @@ class EventBus:
         self._subscribers.discard(queue)
 
 
-class ControlError(Failed):
-    """The control socket cannot be served or reached; the message is for the operator."""
-
-
 def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)[1]
@@ -119,7 +105,7 @@ class ControlServer:
         """Bind under a temporary name, restrict it to 0600, then rename it into place, so
         the socket is never reachable with wider permissions."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and await _answers(self.path):
+        if self.path.exists() and await answers(self.path):
             raise ControlError(f"another skutui agent already serves {self.path}; stop it "
                                "first (`skutui node stop`)")
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
@@ -235,70 +221,5 @@ class ControlServer:
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict) -> None:
-    writer.write(json.dumps(message, sort_keys=True, default=str).encode() + b"\n")
+    writer.write(encode(message))
     await writer.drain()
-
-
-async def _answers(path: Path) -> bool:
-    try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
-    except (OSError, asyncio.TimeoutError):
-        return False
-    writer.close()
-    return True
-
-
-# --- clients (blocking: the command line uses them) ----------------------------------------
-
-def _connect(path: Path, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        sock.close()
-        raise ControlError(f"the skutui agent is not running on this node (nothing answers on "
-                           f"{path}); start it with `skutui node start`") from exc
-    except PermissionError as exc:
-        sock.close()
-        raise ControlError(f"{path} is for root only; run this as root") from exc
-    return sock
-
-
-def request(path: Path, op: str, *, timeout: float = CLIENT_TIMEOUT, **fields) -> dict:
-    """One request, one answer; raises ControlError if the agent is absent or refuses."""
-    with _connect(path, timeout) as sock:
-        sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
-        with sock.makefile("rb") as stream:
-            line = stream.readline(MAX_REQUEST * 16)
-    if not line:
-        raise ControlError(f"the skutui agent closed {path} without answering")
-    answer = json.loads(line)
-    if not answer.get("ok"):
-        raise ControlError(f"the skutui agent refused `{op}`: {answer.get('error')}")
-    return answer
-
-
-def stream_events(path: Path, recent: int = 0) -> Iterator[dict]:
-    """Events as the agent emits them, until it stops (then the iterator ends)."""
-    with _connect(path, CLIENT_TIMEOUT) as sock:
-        sock.sendall(json.dumps({"op": "events", "recent": recent}).encode() + b"\n")
-        sock.settimeout(None)
-        with sock.makefile("rb") as stream:
-            for line in stream:
-                message = json.loads(line)
-                if message.get("ok") is False:
-                    raise ControlError(f"the skutui agent refused the event stream: "
-                                       f"{message.get('error')}")
-                yield message
-
-
-def post_event(path: Path, kind: str, message: str, *, level: str = "info", **data) -> bool:
-    """Best effort, for short-lived processes (keepalived's notify hook): False if no agent
-    listens, so the caller's own work never depends on it."""
-    try:
-        request(path, "post", timeout=2.0,
-                event={"kind": kind, "message": message, "level": level, "data": data})
-    except (ControlError, OSError, ValueError):
-        return False
-    return True

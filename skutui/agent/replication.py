@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
+from skutui.peer import PeerError, RemoteCommandFailed
 from skutui.system.journal import Entry, Journal, Outcome
 
 
@@ -24,8 +25,6 @@ class SshReplayTarget:
         self._process = None
 
     async def replay(self, entry: Entry) -> Outcome:
-        from skutui.peer import PeerError, RemoteCommandFailed
-
         if self._process is None or self._process.closed:
             self._process = await self.peer.open_process(self.command)
         try:

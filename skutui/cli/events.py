@@ -61,7 +61,7 @@ def format_state(state: dict) -> list[str]:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from skutui.agent import control
+    from skutui.system import control
 
     path = Paths.from_env().control_socket
     try:

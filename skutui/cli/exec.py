@@ -63,7 +63,7 @@ def _node(paths: Paths):
 def _exec(args: argparse.Namespace) -> int:
     """Run on the master, then replicate through the journal; the exit status is the
     command's own here, or 1 if it failed on the backup."""
-    from skutui.agent import control
+    from skutui.system import control
     from skutui.system.journal import Journal, JournalError
 
     argv = list(args.command)

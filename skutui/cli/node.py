@@ -132,7 +132,8 @@ def _print_answer(data: dict) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from skutui.agent.sync import manifest_document, synced_roots
+    from skutui.agent.sync.tree import manifest_document
+    from skutui.domain.syncplan import synced_roots
 
     paths = Paths.from_env()
     roots, refused = synced_roots(args.roots, paths.config_root)
@@ -143,7 +144,8 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _sync_apply(args: argparse.Namespace) -> int:
-    from skutui.agent.sync import SyncError, apply_request
+    from skutui.agent.sync.backup import apply_request
+    from skutui.domain.syncplan import SyncError
 
     paths = Paths.from_env()
     _refuse_if_master(paths, "configuration from the peer")

@@ -52,7 +52,7 @@ from hypothesis import strategies as st
 from skutui.__main__ import main as skutui_main
 from skutui.cli import main as cli
 from skutui.cli.common import EXIT_BAD_INPUT
-from skutui.agent.sync import UNSAFE_ROOTS
+from skutui.domain.syncplan import UNSAFE_ROOTS
 from skutui.cli.exec import SECONDS_MAX
 from skutui.domain import codec
 from skutui.system.files import write_bytes_atomic, write_text_atomic
@@ -219,10 +219,10 @@ def system():
         "asyncssh.connect": "SSH to the peer",
         "asyncssh.get_server_host_key": "the peer's host key",
         "skutui.peer.connection.PeerConnection._connection": "the peer connection",
-        "skutui.agent.control.request": "the agent's socket",
-        "skutui.agent.control.stream_events": "the agent's events",
-        "skutui.agent.control.post_event": "the agent's socket",
-        "skutui.agent.sync.scan": "a scan of the file system",
+        "skutui.system.control.request": "the agent's socket",
+        "skutui.system.control.stream_events": "the agent's events",
+        "skutui.system.control.post_event": "the agent's socket",
+        "skutui.agent.sync.tree.scan": "a scan of the file system",
         "skutui.system.node.LocalNode.apply": "writing the daemons' configuration",
         "skutui.system.node.LocalNode.reload": "reloading keepalived",
         "skutui.system.node.LocalNode.start": "starting the daemons",

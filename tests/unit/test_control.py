@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from skutui.agent import control
-from skutui.agent import main as agent_run
-from skutui.agent.control import ControlError, ControlServer, EventBus
-from skutui.system.journal import Journal
+from skutui.agent import control as served
+from skutui.agent import link, replication_supervisor, role_supervisor, services
+from skutui.agent.control import ControlServer, EventBus
 from skutui.agent.main import Agent
+from skutui.system import control
+from skutui.system.control import ControlError
+from skutui.system.journal import Journal
 from skutui.domain.model import ClusterConfig, Node, Role
 from skutui.domain.paths import Paths
 from skutui.system.node import LocalNode
@@ -52,7 +55,7 @@ async def test_the_socket_is_root_only_and_serves_the_state(server: ControlServe
 
 
 async def test_a_caller_that_is_not_root_is_refused(server: ControlServer, monkeypatch):
-    monkeypatch.setattr(control, "peer_uid", lambda sock: 1000)
+    monkeypatch.setattr(served, "peer_uid", lambda sock: 1000)
     with pytest.raises(ControlError, match="root only"):
         await ask(server.path, "state")
 
@@ -83,7 +86,7 @@ async def test_events_stream_as_json_lines_recent_first(server: ControlServer):
 
 
 async def test_a_reader_that_falls_behind_is_told_and_dropped(server: ControlServer, monkeypatch):
-    monkeypatch.setattr(control, "SUBSCRIBER_QUEUE", 3)
+    monkeypatch.setattr(served, "SUBSCRIBER_QUEUE", 3)
     queue = server.bus.subscribe()
     for n in range(5):
         server.bus.emit("sync", f"push {n}")
@@ -114,6 +117,69 @@ def test_clients_explain_a_missing_agent(tmp_path: Path):
     with pytest.raises(ControlError, match="agent is not running.*skutui node start"):
         control.request(tmp_path / "none.sock", "state")
     assert control.post_event(tmp_path / "none.sock", "role", "x") is False
+
+
+async def test_follow_events_yields_the_dicts_the_server_sends(server: ControlServer):
+    server.bus.emit("sync", "pushed to node-b: 1 written", written=["/etc/skutui/x"])
+    stream = control.follow_events(server.path, recent=5)
+    async with contextlib.aclosing(stream):
+        first = await asyncio.wait_for(anext(stream), 5)  # subscribed before it was sent
+        server.bus.emit("peer", "node-b (10.0.0.2) is unreachable: refused", level="warning")
+        await ask(server.path, "post", event={"kind": "role", "message": "backup -> master",
+                                              "data": {"role": "master"}})
+        rest = [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    assert [first, *rest] == server.bus.recent(3)
+    assert [e["kind"] for e in rest] == ["peer", "role"]
+
+
+async def test_follow_events_takes_a_line_of_any_length(server: ControlServer):
+    """A sync event names every path it pushed: longer than asyncio's default line limit."""
+    written = [f"/etc/skutui/conf.d/{n:06}.cfg" for n in range(5000)]
+    server.bus.emit("sync", "reconciled with node-b", written=written)
+    async with contextlib.aclosing(control.follow_events(server.path, recent=1)) as stream:
+        event = await asyncio.wait_for(anext(stream), 5)
+    assert len(json.dumps(event)) > 64 * 1024 and event["data"]["written"] == written
+
+
+async def test_follow_events_ends_when_the_agent_stops(server: ControlServer):
+    received: list[dict] = []
+
+    async def follow() -> None:
+        async for event in control.follow_events(server.path):
+            received.append(event)
+
+    reader = asyncio.create_task(follow())
+    await wait_until(lambda: server.bus._subscribers)
+    server.bus.emit("agent", "agent stopping")
+    await wait_until(lambda: received)
+    await server.close()
+    await asyncio.wait_for(reader, 5)
+    assert [e["message"] for e in received] == ["agent stopping"]
+
+
+async def test_follow_events_ends_when_the_agent_dies_mid_line(tmp_path: Path):
+    async def dying(reader, writer) -> None:
+        await reader.readline()
+        writer.write(control.encode({"kind": "agent", "message": "whole"}) + b'{"kind": "sy')
+        await writer.drain()
+        writer.close()
+
+    path = tmp_path / "dying.sock"
+    dead = await asyncio.start_unix_server(dying, str(path))
+    try:
+        events = [e async for e in control.follow_events(path)]
+    finally:
+        dead.close()
+    assert events == [{"kind": "agent", "message": "whole"}]
+
+
+async def test_follow_events_explains_a_missing_or_refusing_agent(server: ControlServer,
+                                                                  tmp_path: Path, monkeypatch):
+    with pytest.raises(ControlError, match="agent is not running.*skutui node start"):
+        await anext(control.follow_events(tmp_path / "none.sock"))
+    monkeypatch.setattr(served, "peer_uid", lambda sock: 1000)
+    with pytest.raises(ControlError, match="refused the event stream: .*root only"):
+        await anext(control.follow_events(server.path))
 
 
 async def test_skutui_events_json_prints_one_object_per_line(server: ControlServer, capsys,
@@ -174,9 +240,9 @@ class Node_(LocalNode):
 
 @pytest.fixture
 def fast(monkeypatch):
-    monkeypatch.setattr(agent_run, "PEER_PROBE_INTERVAL", 0.05)
-    monkeypatch.setattr(agent_run, "JOURNAL_POLL_INTERVAL", 0.05)
-    monkeypatch.setattr(agent_run, "SERVICE_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(link, "PEER_PROBE_INTERVAL", 0.05)
+    monkeypatch.setattr(replication_supervisor, "JOURNAL_POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(services, "SERVICE_CHECK_INTERVAL", 0.05)
 
 
 async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path: Path, fast):
@@ -259,7 +325,7 @@ def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkey
     """keepalived's notify hook writes the role file before it announces the change: a
     round reading the file in between waits for the announcement instead of making a
     second event. A change nobody announces is announced after the grace period."""
-    monkeypatch.setattr(agent_run, "ROLE_ANNOUNCE_GRACE", 0.1)
+    monkeypatch.setattr(role_supervisor, "ROLE_ANNOUNCE_GRACE", 0.1)
     paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
     config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
                                                     Node("node-b", "198.18.0.2")))
@@ -269,23 +335,23 @@ def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkey
         return [(e["data"]["role"], e["message"]) for e in agent.events.recent(50)
                 if e["kind"] == "role"]
 
-    agent._note_role(Role.BACKUP)
+    agent.roles.note(Role.BACKUP)
     assert roles() == [("backup", "agent started; this node is backup")]
-    agent._note_role(Role.MASTER)  # a hook wrote the file; the FIFO line was missed
-    agent.posted("service", "MASTER steps done", "info",
+    agent.roles.note(Role.MASTER)  # a hook wrote the file; the FIFO line was missed
+    agent.roles.posted("service", "MASTER steps done", "info",
                  {"role": "master", "cause": "keepalived MASTER", "failed": []})
-    agent._note_role(Role.MASTER)
+    agent.roles.note(Role.MASTER)
     time.sleep(0.15)
-    agent._note_role(Role.MASTER)
+    agent.roles.note(Role.MASTER)
     assert roles()[1:] == [("master", "keepalived moved this node to MASTER")]
-    agent.fifo_line('INSTANCE "SKUTUI" MASTER 120')  # the same change, read late
+    agent.roles.fifo_line('INSTANCE "SKUTUI" MASTER 120')  # the same change, read late
     assert len(roles()) == 2
 
-    agent._note_role(Role.BACKUP)  # no hook will say it
+    agent.roles.note(Role.BACKUP)  # no hook will say it
     assert len(roles()) == 2
     time.sleep(0.15)
-    agent._note_role(Role.BACKUP)
-    agent._note_role(Role.BACKUP)
+    agent.roles.note(Role.BACKUP)
+    agent.roles.note(Role.BACKUP)
     [(role, message)] = roles()[2:]
     assert role == "backup" and message.startswith("master -> backup: "), message
 
@@ -304,18 +370,18 @@ async def test_keepalived_fifo_lines_write_the_role_announce_it_and_run_it(tmp_p
 
     agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False,
                   transition=transition)
-    agent._note_role(Role.BACKUP)
+    agent.roles.note(Role.BACKUP)
     for line in ('INSTANCE "SKUTUI" FAULT 0', 'GROUP "G" MASTER 0', "garbage",
                  'INSTANCE "SKUTUI" FAULT 0', 'INSTANCE "SKUTUI" MASTER 120'):
-        agent.fifo_line(line)
+        agent.roles.fifo_line(line)
     roles = [(e["data"]["role"], e["data"]["cause"], e["message"])
              for e in agent.events.recent(50) if e["kind"] == "role"][1:]
     assert roles == [("maintenance", "keepalived FAULT", "keepalived moved this node to FAULT"),
                      ("master", "keepalived MASTER", "keepalived moved this node to MASTER")]
     assert paths.role_file.read_text() == "master\n"
     # Each state is run in the order it came, marked done for keepalived's hook, reported.
-    while not agent._transitions.empty():
-        await agent.run_transition(agent._transitions.get_nowait())
+    while not agent.roles.transitions.empty():
+        await agent.roles.run_transition(agent.roles.transitions.get_nowait())
     assert ran == ["fault", "fault", "master"]
     done, at = paths.transition_mark.read_text().split()
     assert done == "master" and abs(int(at) - time.time_ns()) < 10 * 10**9
@@ -324,7 +390,7 @@ async def test_keepalived_fifo_lines_write_the_role_announce_it_and_run_it(tmp_p
     assert master["message"] == "MASTER steps done; failed steps: conntrackd -c: no answer"
     assert master["level"] == "error" and master["data"]["failed"] == ["conntrackd -c: no answer"]
     # A hook that ran the steps itself reports them; the role is not announced again.
-    agent.posted("service", "MASTER steps done", "info",
+    agent.roles.posted("service", "MASTER steps done", "info",
                  {"role": "master", "cause": "keepalived MASTER", "failed": []})
     kinds = [e["kind"] for e in agent.events.recent(50)][-2:]
     assert kinds == ["service", "service"]
@@ -363,7 +429,7 @@ async def test_the_notify_hook_announces_a_transition_with_its_cause(server: Con
 
 async def test_the_agent_reads_keepalived_s_fifo_even_after_keepalived_made_a_new_one(
         tmp_path: Path, fast, monkeypatch):
-    monkeypatch.setattr(agent_run, "FIFO_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(role_supervisor, "FIFO_CHECK_INTERVAL", 0.05)
     paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
     paths.local_dir.mkdir(parents=True)
     config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
@@ -371,7 +437,17 @@ async def test_the_agent_reads_keepalived_s_fifo_even_after_keepalived_made_a_ne
     ran: list[str] = []
     agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False,
                   transition=lambda node, state: ran.append(state) or [])
+    events = agent.events.subscribe()
     task = asyncio.create_task(agent.run())
+
+    async def steps_done(state: str) -> None:
+        """Until the agent reports the state's steps: it does so once it has marked them
+        done for keepalived's hook, so the mark is there to read."""
+        while True:
+            event = await asyncio.wait_for(events.get(), 5)
+            cause = event.get("data", {}).get("cause")
+            if event["kind"] == "service" and cause == f"keepalived {state}":
+                return
 
     def keepalived_writes(line: str) -> None:
         fd = os.open(paths.notify_fifo, os.O_WRONLY | os.O_NONBLOCK)
@@ -384,14 +460,16 @@ async def test_the_agent_reads_keepalived_s_fifo_even_after_keepalived_made_a_ne
         await wait_until(lambda: paths.notify_fifo.exists())
         assert stat.S_ISFIFO(paths.notify_fifo.stat().st_mode)
         keepalived_writes('INSTANCE "SKUTUI" MASTER 120')
-        await wait_until(lambda: ran == ["master"])
+        await steps_done("MASTER")
+        assert ran == ["master"]
         # keepalived stopped (removing the FIFO it made) and started again with a new one.
         paths.notify_fifo.unlink()
         os.mkfifo(paths.notify_fifo, 0o600)
         holder = os.open(paths.notify_fifo, os.O_RDWR | os.O_NONBLOCK)  # keepalived's end
         try:
             keepalived_writes('INSTANCE "SKUTUI" BACKUP 120')
-            await wait_until(lambda: ran == ["master", "backup"])
+            await steps_done("BACKUP")
+            assert ran == ["master", "backup"]
         finally:
             os.close(holder)
         assert paths.role_file.read_text() == "backup\n"

@@ -23,7 +23,7 @@ from skutui.system.inotify import (
     Change,
     TreeWatcher,
 )
-from skutui.agent.sync import SyncFilter
+from skutui.domain.syncplan import SyncFilter
 
 
 @pytest.fixture

@@ -1,0 +1,202 @@
+"""The configuration sync's wire format and its planning, apart from any disk or connection.
+
+What both nodes must agree on lives here: which paths may be synced at all, which names
+never are, what an entry is, when two entries are the same, what the peer is asked to do.
+The agent's sync (:mod:`skutui.agent.sync`) reads the trees and moves the bytes.
+
+An entry (one path of a manifest) is ``{"kind": "file"|"dir"|"link", "mode", "uid", "gid",
+"user", "group", "mtime_ns"}`` plus ``sha256`` and ``size`` for a file, ``target`` for a
+link. A manifest is ``{"version": MANIFEST_VERSION, "entries": {path: entry}}``. A request
+(``skutui node sync-apply`` reads it on stdin) is ``{"roots", "excluded", "delete": [path],
+"entries": {path: entry}, "verify": [path]}``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from skutui.domain.errors import Failed
+
+MANIFEST_VERSION = 1
+
+IGNORED_SUFFIXES = ("~", ".tmp", ".swp", ".swx", ".swpx", ".part", ".dpkg-new", ".dpkg-tmp",
+                    ".dpkg-old")
+IGNORED_NAMES = ("4913",)
+"""vim writes and removes a file by this name to probe a directory before saving."""
+
+UNSAFE_ROOTS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt",
+                "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var"}
+"""Whole system folders: mirroring one with deletes would wreck the backup."""
+VIRTUAL_TREES = ("/proc", "/sys", "/dev", "/run")
+
+
+class SyncError(Failed):
+    """A sync step failed or was refused; the message is for the operator."""
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden files (and every temporary name skutui writes), editor backups and swap files."""
+    return (name.startswith(".") or name.endswith(IGNORED_SUFFIXES) or name in IGNORED_NAMES
+            or (name.startswith("#") and name.endswith("#")))
+
+
+@dataclass(frozen=True)
+class SyncFilter:
+    """What is never synced: ignored names and the excluded folders (the local part)."""
+
+    excluded: tuple[PurePosixPath, ...] = ()
+
+    def skips(self, path: PurePosixPath | Path) -> bool:
+        path = PurePosixPath(path)
+        return is_ignored_name(path.name) or any(
+            path == folder or folder in path.parents for folder in self.excluded)
+
+
+def synced_roots(synced_paths: Sequence[str], default: Path) -> tuple[list[PurePosixPath], list[str]]:
+    """The roots to sync and, separately, why any configured path was refused."""
+    roots: list[PurePosixPath] = []
+    refused: list[str] = []
+    for text in synced_paths or (str(default),):
+        normal = os.path.normpath(text)
+        if normal.startswith("//"):  # POSIX keeps two leading slashes; Linux reads them as one
+            normal = "/" + normal.lstrip("/")
+        path = PurePosixPath(normal)
+        if not path.is_absolute():
+            refused.append(f"{text!r}: not an absolute path")
+        elif str(path) in UNSAFE_ROOTS:
+            refused.append(f"{text!r}: a whole system folder; name the subfolder to sync")
+        elif any(str(path).startswith(tree + "/") for tree in VIRTUAL_TREES):
+            refused.append(f"{text!r}: a virtual or runtime file system")
+        else:
+            roots.append(path)
+    nested = {r for r in roots for other in roots if other != r and other in r.parents}
+    return sorted(set(roots) - nested), refused
+
+
+def within(path: str, top: str) -> bool:
+    return path == top or PurePosixPath(top) in PurePosixPath(path).parents
+
+
+def checked_path(text: str, roots: list[PurePosixPath], sync_filter: SyncFilter) -> PurePosixPath:
+    """A path of a request, if the backup may touch it: the master is trusted with the
+    synced paths, never with the rest of the backup's file system."""
+    path = PurePosixPath(text)
+    if not path.is_absolute() or os.path.normpath(text) != text:
+        raise SyncError(f"refusing {text!r}: not a normalised absolute path")
+    root = next((r for r in roots if path == r or r in path.parents), None)
+    if root is None:
+        raise SyncError(f"refusing {text}: outside the synced paths "
+                        f"({', '.join(map(str, roots))})")
+    if sync_filter.skips(path) or any(is_ignored_name(part)
+                                      for part in path.relative_to(root).parts):
+        raise SyncError(f"refusing {text}: in a never-synced folder or an ignored name")
+    return path
+
+
+def sync_request(roots: Sequence[PurePosixPath], sync_filter: SyncFilter, *,
+                 delete: Sequence[str] = (), entries: dict | None = None,
+                 verify: Sequence[str] = ()) -> dict:
+    """A request for ``skutui node sync-apply``; it carries the roots and exclusions so the
+    backup can refuse anything outside them."""
+    return {"roots": [str(r) for r in roots],
+            "excluded": [str(e) for e in sync_filter.excluded],
+            "delete": list(delete), "entries": entries or {}, "verify": list(verify)}
+
+
+# --- what differs ----------------------------------------------------------------------------
+
+def _owner(entry: dict) -> tuple:
+    """Owners compare by name, as rsync does: a service user (haproxy) rarely has the same
+    number on both nodes. A name unknown on one side falls back to the number."""
+    return (entry.get("user") or entry["uid"], entry.get("group") or entry["gid"])
+
+
+def _same(local: dict, remote: dict) -> bool:
+    """Directory mtimes move whenever anything inside changes, on both nodes, at different
+    moments: comparing them would report drift forever, so directories compare without."""
+    kind = local["kind"]
+    if kind != remote["kind"] or _owner(local) != _owner(remote):
+        return False
+    keys = {"file": ("sha256", "mode", "mtime_ns"), "dir": ("mode",),
+            "link": ("target", "mtime_ns")}[kind]
+    return all(local.get(k) == remote.get(k) for k in keys)
+
+
+@dataclass
+class Plan:
+    deletes: list[str] = field(default_factory=list)
+    new_dirs: dict[str, dict] = field(default_factory=dict)
+    """Created before any file is written into them."""
+    files: list[str] = field(default_factory=list)
+    """Contents to send."""
+    settle: dict[str, dict] = field(default_factory=dict)
+    """Metadata (and links, and directories) to set once the contents are in place."""
+    in_step: int = 0
+
+
+def plan_changes(local: dict[str, dict], remote: dict[str, dict],
+                 scope: Iterable[str]) -> Plan:
+    """What to do on the peer so that, within ``scope``, it holds exactly ``local``."""
+    plan = Plan()
+    for path in sorted(set(scope), key=lambda p: PurePosixPath(p).parts):
+        mine, theirs = local.get(path), remote.get(path)
+        if mine is None:
+            if theirs is not None:
+                plan.deletes.append(path)
+            continue
+        if theirs is not None and theirs["kind"] != mine["kind"]:
+            plan.deletes.append(path)
+            theirs = None
+        if theirs is not None and _same(mine, theirs):
+            plan.in_step += 1
+            continue
+        if mine["kind"] == "dir" and theirs is None:
+            plan.new_dirs[path] = mine
+        if mine["kind"] == "file" and (theirs is None or theirs.get("sha256") != mine["sha256"]):
+            plan.files.append(path)
+        plan.settle[path] = mine
+    plan.deletes = _topmost(plan.deletes)
+    return plan
+
+
+def _topmost(paths: Iterable[str]) -> list[str]:
+    """Deleting a directory deletes what is in it: send the directory alone."""
+    chosen: list[str] = []
+    for path in sorted(paths, key=lambda p: PurePosixPath(p).parts):
+        if not any(PurePosixPath(c) in PurePosixPath(path).parents for c in chosen):
+            chosen.append(path)
+    return chosen
+
+
+@dataclass
+class PushReport:
+    kind: str
+    """``push`` (changes the watcher saw) or ``reconcile`` (whole trees compared)."""
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    metadata: list[str] = field(default_factory=list)
+    in_step: int = 0
+    absent_roots: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.deleted or self.metadata)
+
+    def summary(self, peer: str) -> str:
+        if not self.changed:
+            return f"{peer} is in step ({self.in_step} entries compared)"
+        parts = []
+        for label, paths in (("written", self.written), ("deleted", self.deleted),
+                             ("metadata", self.metadata)):
+            if paths:
+                shown = ", ".join(paths[:5]) + (f" +{len(paths) - 5} more" if len(paths) > 5 else "")
+                parts.append(f"{len(paths)} {label} ({shown})")
+        verb = "reconciled with" if self.kind == "reconcile" else "pushed to"
+        return f"{verb} {peer}: " + "; ".join(parts)
+
+    def to_data(self) -> dict:
+        return {"sync": self.kind, "written": self.written, "deleted": self.deleted,
+                "metadata": self.metadata, "in_step": self.in_step}
