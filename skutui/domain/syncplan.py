@@ -17,8 +17,12 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from skutui.domain.errors import Failed
+
+Entry = dict[str, Any]
+"""One path of a manifest (see above), as the wire carries it."""
 
 MANIFEST_VERSION = 1
 
@@ -97,8 +101,8 @@ def checked_path(text: str, roots: list[PurePosixPath], sync_filter: SyncFilter)
 
 
 def sync_request(roots: Sequence[PurePosixPath], sync_filter: SyncFilter, *,
-                 delete: Sequence[str] = (), entries: dict | None = None,
-                 verify: Sequence[str] = ()) -> dict:
+                 delete: Sequence[str] = (), entries: dict[str, Entry] | None = None,
+                 verify: Sequence[str] = ()) -> dict[str, Any]:
     """A request for ``skutui node sync-apply``; it carries the roots and exclusions so the
     backup can refuse anything outside them."""
     return {"roots": [str(r) for r in roots],
@@ -108,13 +112,13 @@ def sync_request(roots: Sequence[PurePosixPath], sync_filter: SyncFilter, *,
 
 # --- what differs ----------------------------------------------------------------------------
 
-def _owner(entry: dict) -> tuple:
+def _owner(entry: Entry) -> tuple[object, object]:
     """Owners compare by name, as rsync does: a service user (haproxy) rarely has the same
     number on both nodes. A name unknown on one side falls back to the number."""
     return (entry.get("user") or entry["uid"], entry.get("group") or entry["gid"])
 
 
-def _same(local: dict, remote: dict) -> bool:
+def _same(local: Entry, remote: Entry) -> bool:
     """Directory mtimes move whenever anything inside changes, on both nodes, at different
     moments: comparing them would report drift forever, so directories compare without."""
     kind = local["kind"]
@@ -128,16 +132,16 @@ def _same(local: dict, remote: dict) -> bool:
 @dataclass
 class Plan:
     deletes: list[str] = field(default_factory=list)
-    new_dirs: dict[str, dict] = field(default_factory=dict)
+    new_dirs: dict[str, Entry] = field(default_factory=dict)
     """Created before any file is written into them."""
     files: list[str] = field(default_factory=list)
     """Contents to send."""
-    settle: dict[str, dict] = field(default_factory=dict)
+    settle: dict[str, Entry] = field(default_factory=dict)
     """Metadata (and links, and directories) to set once the contents are in place."""
     in_step: int = 0
 
 
-def plan_changes(local: dict[str, dict], remote: dict[str, dict],
+def plan_changes(local: dict[str, Entry], remote: dict[str, Entry],
                  scope: Iterable[str]) -> Plan:
     """What to do on the peer so that, within ``scope``, it holds exactly ``local``."""
     plan = Plan()
@@ -197,6 +201,6 @@ class PushReport:
         verb = "reconciled with" if self.kind == "reconcile" else "pushed to"
         return f"{verb} {peer}: " + "; ".join(parts)
 
-    def to_data(self) -> dict:
+    def to_data(self) -> dict[str, Any]:
         return {"sync": self.kind, "written": self.written, "deleted": self.deleted,
                 "metadata": self.metadata, "in_step": self.in_step}

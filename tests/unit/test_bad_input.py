@@ -455,7 +455,7 @@ def create_calls(command: str) -> st.SearchStrategy[Call]:
         option("--remote-ip", BAD_REMOTE_IP, "Remote IP"),
         option("--check-interval", BAD_INTERVAL),
         option("--failback", argv_text().filter(
-            lambda t: t.strip().lower() not in {"disabled", "local", "remote", LOCAL.hostname})),
+            lambda t: t.strip().lower() not in {"disabled", "local", "remote", LOCAL.hostname}), "Failback"),
         option("--virtual-router-id", BAD_ROUTER_ID, "Virtual router ID"),
         BAD_FINGERPRINT.map(lambda value: create_call(
             command, f"--accept-host-key={value}", names=("--accept-host-key", "Host key fingerprint"),
@@ -886,7 +886,8 @@ BAD_DOCUMENTS = st.one_of(
     bad_value(("schema_version",), st.integers(-2**63, 2**63 - 1).filter(lambda v: v != SCHEMA_VERSION)),
     bad_value(("check_interval",), BAD_FLOAT_INTERVAL),
     bad_value(("virtual_router_id",), st.integers(-2**63, 2**63 - 1).filter(lambda v: not 1 <= v <= 255)),
-    bad_value(("failback",), st.text(max_size=12).filter(not_in("disabled", *NODES))),
+    bad_value(("failback",), st.text(max_size=12).filter(
+        lambda t: t.strip().lower() not in {"disabled", *(node.lower() for node in NODES)})),
     bad_value(("interface",), BAD_INTERFACE_NAME),
     bad_value(("tracked_interfaces",), list_with("tracked_interfaces", BAD_INTERFACE_NAME)),
     bad_value(("floating_ips",), list_with("floating_ips", BAD_FLOATING_IP)),
