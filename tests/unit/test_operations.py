@@ -287,3 +287,16 @@ def test_the_fake_and_the_real_service_offer_the_same_operations():
 def test_paths_left_out_come_from_the_environment(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("SKUTUI_ROOT", str(tmp_path))
     assert ClusterOperations().paths.config_root == tmp_path
+
+
+def test_the_command_line_pays_for_ssh_and_netlink_only_when_it_uses_them():
+    """asyncssh and pyroute2 are slow to import: ``skutui status`` without a cluster, or
+    ``cluster show``, must not import them, nor the console's libraries."""
+    import subprocess
+    import sys
+
+    code = ("import sys, skutui.cluster.operations, skutui.cli.cluster, skutui.cli.status; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'asyncssh', 'pyroute2', 'textual'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
