@@ -149,7 +149,7 @@ class FakeClusterService:
             check = check.format(vrid=vrid)
         return check in self.preflight_failures
 
-    async def _rolled_back(self, method: str, progress: Progress) -> None:
+    def _rolled_back(self, method: str, progress: Progress) -> None:
         """The product's words when a step fails: the failure, each node rolled back."""
         if method in self.errors:
             progress(f"Failed: {self.errors[method]}")
@@ -249,7 +249,7 @@ class FakeClusterService:
                      f"{local} is master",
                      f"Starting {remote}"):
             progress(line)
-        await self._rolled_back("create", progress)
+        self._rolled_back("create", progress)
         progress(f"{remote} is {remote_role.value}")
         if local_role is Role.BACKUP:
             progress(f"{local} is backup")
@@ -269,7 +269,7 @@ class FakeClusterService:
             return []
         for node in (LOCAL, REMOTE):
             progress(f"Applying on {node.hostname}")
-        await self._rolled_back("edit", progress)
+        self._rolled_back("edit", progress)
         self.config = updated
         return lines
 

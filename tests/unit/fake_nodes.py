@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from skutui import __version__
+from skutui.cluster.operations import ClusterOperations
 from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, InterfaceAddress, Node, Role
+from skutui.domain.paths import Paths
 from skutui.domain.wire import CreateRequest
 from skutui.system.node import NodeFacts
 
@@ -38,6 +42,23 @@ LINKS = ["lo", "eth0", "eth1", "eth2"]
 def request(**settings: Any) -> CreateRequest:
     given = {"floating_ips": ("198.18.0.100/24",), "check_interval": 0.1, **settings}
     return CreateRequest(A.ip, B.ip, PASSWORD, given, host_key_fingerprint=FINGERPRINT)
+
+
+def cluster(**changes: Any) -> ClusterConfig:
+    """The configuration a create with ``request()`` makes."""
+    return dataclasses.replace(
+        ClusterConfig(interface="eth0", nodes=(A, B), check_interval=0.1,
+                      floating_ips=("198.18.0.100/24",), synced_paths=("/etc/skutui",)),
+        **changes)
+
+
+def operations(pair: Pair, root: Path) -> ClusterOperations:
+    """The operations API on ``pair``, as node-a, its files under ``root``."""
+    return ClusterOperations(
+        Paths(config_root=root / "etc", run_dir=root / "run"), hostname=A.hostname,
+        local=pair.a, remote=pair.remote, addresses=pair.addresses, links=pair.links,
+        routers_heard=pair.routers_heard, fetch_host_key=pair.fetch_host_key,
+        authenticate=pair.authenticate)
 
 
 class FakeNode:

@@ -5,7 +5,6 @@ interruption included, puts both nodes back as they were and says so. No root, n
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,10 @@ import pytest
 from skutui.cluster import lifecycle, transaction
 from skutui.cluster.operations import ClusterOperations
 from skutui.domain.errors import BadInput, Failed, Interrupted, ValidationError
-from skutui.domain.model import ClusterConfig, Role
-from skutui.domain.paths import Paths
+from skutui.domain.model import Role
 from skutui.domain.values import format_seconds
 from skutui.domain.wire import EditRequest
-from tests.unit.fake_nodes import A, B, FINGERPRINT, Connected, Pair, request
+from tests.unit.fake_nodes import A, B, FINGERPRINT, Connected, Pair, cluster, operations, request
 
 
 @pytest.fixture(autouse=True)
@@ -34,24 +32,9 @@ def pair() -> Pair:
     return Pair()
 
 
-def operations(pair: Pair, root: Path) -> ClusterOperations:
-    return ClusterOperations(
-        Paths(config_root=root / "etc", run_dir=root / "run"), hostname=A.hostname,
-        local=pair.a, remote=pair.remote, addresses=pair.addresses, links=pair.links,
-        routers_heard=pair.routers_heard, fetch_host_key=pair.fetch_host_key,
-        authenticate=pair.authenticate)
-
-
 @pytest.fixture
 def ops(pair: Pair, tmp_path: Path) -> ClusterOperations:
     return operations(pair, tmp_path)
-
-
-def cluster(**changes) -> ClusterConfig:
-    return dataclasses.replace(
-        ClusterConfig(interface="eth0", nodes=(A, B), check_interval=0.1,
-                      floating_ips=("198.18.0.100/24",), synced_paths=("/etc/skutui",)),
-        **changes)
 
 
 def untouched(pair: Pair) -> bool:

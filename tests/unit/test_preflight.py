@@ -14,8 +14,7 @@ from skutui.cluster.nodeops import RemoteNodeError
 from skutui.domain.errors import BadInput, Failed, ValidationError
 from skutui.domain.model import ClusterConfig
 from skutui.domain.wire import CheckResult
-from tests.unit.fake_nodes import A, B, FINGERPRINT, Pair, request
-from tests.unit.test_lifecycle import operations
+from tests.unit.fake_nodes import A, B, FINGERPRINT, Pair, operations, request
 
 
 @pytest.fixture
