@@ -12,6 +12,7 @@ from pathlib import Path
 from skutui.cluster.nodeops import RemoteNodeOps
 from skutui.domain.model import DEFAULT_CHECK_INTERVAL, ClusterConfig
 from skutui.domain.wire import Event, NodeSide
+from skutui.system.control import ControlError, follow_events
 
 
 class EventFollower:
@@ -39,18 +40,11 @@ class EventFollower:
         return config.check_interval if config else DEFAULT_CHECK_INTERVAL
 
     async def _follow_local(self, queue: asyncio.Queue[Event]) -> None:
-        socket_path = self.control_socket
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(str(socket_path))
-                try:
-                    writer.write(json.dumps({"op": "events", "recent": 0}).encode() + b"\n")
-                    await writer.drain()
-                    async for line in reader:
-                        _queue_event(queue, line, "local")
-                finally:
-                    writer.close()
-            except (OSError, ValueError):
+                async for event in follow_events(self.control_socket):
+                    _queue_data(queue, event, "local")
+            except (ControlError, OSError, ValueError):
                 pass
             queue.put_nowait(Event("refresh", "local", ""))
             await asyncio.sleep(await self._interval())
@@ -73,5 +67,9 @@ def _queue_event(queue: asyncio.Queue[Event], line: bytes | str, side: NodeSide)
         data = json.loads(line)
     except ValueError:
         return
+    _queue_data(queue, data, side)
+
+
+def _queue_data(queue: asyncio.Queue[Event], data: object, side: NodeSide) -> None:
     if isinstance(data, dict) and "kind" in data:
         queue.put_nowait(Event(str(data["kind"]), side, str(data.get("message", ""))))

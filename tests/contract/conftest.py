@@ -1,7 +1,5 @@
 """The two implementations the contract is checked on: the UI's fake, in this process
-(always), and the real operations API inside the lab's node-a (root; where the lab is
-shared, which the lock file says, only under its lock:
-``flock /tmp/skutui-lab.lock pytest tests/contract``)."""
+(always), and the real operations API inside the lab's node-a (root)."""
 
 from __future__ import annotations
 
@@ -21,41 +19,8 @@ from tests import fakes
 from tests.contract.journey import journey
 from tests.lab.labcluster import LabCluster
 
-LAB_LOCK = Path("/tmp/skutui-lab.lock")
-"""Where the lab is shared, whoever uses it holds this lock; without the file nobody does."""
 CHECKOUT = Path(__file__).resolve().parents[2]
 JOURNEY_TIMEOUT = 300.0
-
-
-def _ancestors() -> set[int]:
-    found, pid = set(), os.getpid()
-    while pid > 1 and pid not in found:
-        found.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-    return found
-
-
-def under_lab_lock() -> bool:
-    """Whether this process runs under ``flock /tmp/skutui-lab.lock …``: /proc/locks names
-    the process that holds each lock, and here it must be one of ours."""
-    try:
-        lock = LAB_LOCK.stat()
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return False
-    ancestors = _ancestors()
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) < 6 or fields[1] != "FLOCK" or "->" in fields:
-            continue  # not a flock, or one still waiting
-        major, minor, inode = fields[5].split(":")
-        if ((int(major, 16), int(minor, 16), int(inode)) == (os.major(lock.st_dev), os.minor(lock.st_dev), lock.st_ino)
-                and int(fields[4]) in ancestors):
-            return True
-    return False
 
 
 def runs_this_checkout(lab: Lab) -> bool:
@@ -74,8 +39,6 @@ def lab() -> Iterator[Lab]:
     it already was, e.g. by tests/lab in the same run."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root: it creates network namespaces, mounts and processes")
-    if LAB_LOCK.exists() and not under_lab_lock():
-        pytest.skip(f"the lab is shared: run under `flock {LAB_LOCK} …` to check the real API")
     lab = Lab()
     made = not (lab.is_up() and runs_this_checkout(lab))
     if made:
