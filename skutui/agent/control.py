@@ -15,7 +15,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from skutui.system.control import (
@@ -37,7 +37,7 @@ MAX_WAIT = 3600.0
 
 
 def now_iso(at: float | None = None) -> str:
-    moment = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

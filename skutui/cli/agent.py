@@ -12,8 +12,8 @@ from skutui.system.node import LocalNode
 def announce_transition(paths: Paths, state: str, failed: list[str]) -> bool:
     """For keepalived's notify hook, when it ran the transition itself: tell the agent how
     its steps went. Best effort: the hook's own work never waits on the agent."""
-    from skutui.system.control import post_event
     from skutui.agent.transitions import outcome_event
+    from skutui.system.control import post_event
 
     message, level, data = outcome_event(state, failed)
     return post_event(paths.control_socket, "service", message, level=level, **data)

@@ -82,7 +82,7 @@ def _exec(args: argparse.Namespace) -> int:
     try:
         peer = config.peer_of(hostname)
     except KeyError:
-        raise CommandError(f"this node's hostname {hostname} is not in {paths.cluster_file}")
+        raise CommandError(f"this node's hostname {hostname} is not in {paths.cluster_file}") from None
     role = node.effective_role()
     if role is not Role.MASTER:
         raise CommandError(f"`skutui exec` runs on the master: this node ({hostname}) is "

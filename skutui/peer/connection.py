@@ -546,7 +546,7 @@ class PeerProcess:
             self._process.stdin.write(request + "\n")
             try:
                 answer = await asyncio.wait_for(self._process.stdout.readline(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.close()
                 raise CommandTimeout(connection.host, self.command, timeout) from None
             except BaseException:

@@ -234,7 +234,7 @@ class SyncService:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), min(self.debounce, remaining))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     def filter_skips(self, path: Path) -> bool:
