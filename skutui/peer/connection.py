@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import posixpath
 import secrets
 import shlex
@@ -99,7 +100,7 @@ def translate_connect_error(exc: BaseException, host: str, port: int,
                                      "IP address")
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return PeerUnreachable(host, (
-            f"cannot reach {where}: {exc.strerror.lower()}. Check the address, the cluster "
+            f"cannot reach {where}: {(exc.strerror or os.strerror(exc.errno)).lower()}. Check the address, the cluster "
             "link (cable, VLAN, interface up) and the routes on this node"))
     if isinstance(exc, OSError):
         return PeerUnreachable(host, f"cannot reach {where}: {exc.strerror or exc}")
