@@ -134,11 +134,12 @@ class SkutuiApp(App[None]):
     def home_screen(self, view: ClusterView) -> Screen:
         """Configure (no cluster) or Details."""
         self.title = f"skutui on {self.profile.text(view.hostname)}"
-        # A screen's module (and its styles) is read when the screen is first shown.
         if view.cluster is None:
+            # A screen's module (and its styles) is read when the screen is first shown.
             from skutui.ui.screens.configure import ConfigureScreen
 
             return ConfigureScreen(view)
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.details import DetailsScreen
 
         return DetailsScreen(view)
