@@ -104,8 +104,9 @@ class RoleSupervisor:
             return ("maintenance was switched on" if self.node.in_maintenance()
                     else "keepalived reported FAULT (a tracked interface is down)")
         if role is Role.MASTER:
-            return "keepalived made this node master" + (
-                f" ({link.node.hostname} is unreachable)" if link is not None and link.up is False else "")
+            if link is not None and link.up is False:
+                return f"keepalived made this node master ({link.node.hostname} is unreachable)"
+            return "keepalived made this node master"
         if role is Role.BACKUP and previous is Role.MASTER and not self.node.keepalived.running():
             return "keepalived is not running, so this node no longer acts as master"
         if role is Role.BACKUP and previous is Role.MAINTENANCE:

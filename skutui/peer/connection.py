@@ -99,8 +99,9 @@ def translate_connect_error(exc: BaseException, host: str, port: int,
         return PeerUnreachable(host, f"cannot resolve {host}: {exc.strerror}; use the peer's "
                                      "IP address")
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        reason = exc.strerror or os.strerror(exc.errno)
         return PeerUnreachable(host, (
-            f"cannot reach {where}: {(exc.strerror or os.strerror(exc.errno)).lower()}. Check the address, the cluster "
+            f"cannot reach {where}: {reason.lower()}. Check the address, the cluster "
             "link (cable, VLAN, interface up) and the routes on this node"))
     if isinstance(exc, OSError):
         return PeerUnreachable(host, f"cannot reach {where}: {exc.strerror or exc}")
