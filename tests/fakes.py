@@ -1,43 +1,51 @@
-"""A ClusterService that answers from memory, the same way every time.
+"""A ClusterService that answers from memory, the same way every time, in the product's words.
 
-Two nodes, node-a (198.18.0.1, this node) and node-b (198.18.0.2), skutui 0.1.0 on both.
-Each knob below turns on one situation the console must show: no cluster, the backup's
-read-only console, an unreachable peer, split brain, a failing pre-flight check, a wrong
-password. Every call is recorded in ``calls`` so a test can say what the console asked for.
+Two nodes, node-a (198.18.0.1, this node) and node-b (198.18.0.2), the lab's names and
+addresses. Each knob below turns on one situation the console must show: no cluster, the
+backup's read-only console, an unreachable peer, split brain, a failing pre-flight check, a
+wrong password. Every call is recorded in ``calls`` so a test can say what the console
+asked for.
+
+What it answers is the product's own, wherever the product has a function or a constant
+for it: the pre-flight checks are ``skutui.cluster.preflight``'s (each failing knob only
+changes what the check finds), the new and edited configurations and their lines are
+``skutui.cluster.lifecycle``'s, the rows are ``skutui.cluster.rows``' from node facts, and
+the errors are the peer's own exceptions. The rest (the steps' lines, the maintenance
+messages) is copied, and tests/contract checks it against the real API in the lab.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from typing import Any
 
-from skutui.domain.wire import (
-    CheckResult,
-    CreateRequest,
-    EditRequest,
-    Event,
-    NodeRow,
-    NodeSide,
-    Progress,
-)
-from skutui.domain import settings
+from skutui import __version__
+from skutui.cluster import lifecycle, preflight, rows
+from skutui.cluster.api import ClusterStatus
+from skutui.cluster.preflight import Contacted
+from skutui.cluster.transaction import ROLLED_BACK
+from skutui.domain import settings, validation
 from skutui.domain.errors import Failed
-from skutui.domain.model import (
-    FAILBACK_DISABLED,
-    ClusterConfig,
-    InterfaceAddress,
-    Node,
-    Role,
-    Status,
-)
+from skutui.domain.model import FAILBACK_DISABLED, ClusterConfig, InterfaceAddress, Node, Role
+from skutui.domain.paths import Paths
+from skutui.domain.values import format_seconds
+from skutui.domain.wire import CheckResult, CreateRequest, EditRequest, Event, NodeRow, NodeSide, Progress
+from skutui.peer.connection import SSH_PORT, translate_connect_error
+from skutui.peer.errors import PasswordRejected
+from skutui.system.node import NodeFacts
 
 LOCAL = Node("node-a", "198.18.0.1")
 REMOTE = Node("node-b", "198.18.0.2")
-VERSION = "0.1.0"
+VERSION = __version__
 PASSWORD = "s3cret"
-HOST_KEY = "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXx"
+HOST_KEY = "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXxC"
 FLOATING_IP = "198.18.0.100/24"
+KEEPALIVED = "2.2.7"
+CONNTRACKD = "1.4.7"
+CLOCK = 1_750_000_000.0
+OTHER_ROUTER = "198.18.0.9"
+"""Another VRRP router on the segment, heard when the router-id check is made to fail."""
 
 CANDIDATES = [
     InterfaceAddress("eth0", LOCAL.ip, 24, label="eth0", kind="veth"),
@@ -47,26 +55,8 @@ CANDIDATES = [
 """eth0:1 is an alias: the console must never offer it."""
 
 LINKS = ["lo", "eth0", "eth1", "eth2"]
-
-PREFLIGHT: list[tuple[str, str, str, str]] = [
-    # name, detail when it passes, detail when it fails, hint when it fails
-    ("Local IP", "198.18.0.1 on eth0", "198.18.0.1 is not on a usable link",
-     "Choose the address of the NIC that reaches the peer."),
-    ("Peer login", "root login with the new key works",
-     "root login refused after the key was installed",
-     "Allow root logins with a key on the peer (PermitRootLogin prohibit-password)."),
-    ("Same interface", "198.18.0.2 is on eth0 on node-b too", "198.18.0.2 is on eth1 on node-b",
-     "Both nodes need their cluster address on the same interface name."),
-    ("Hostnames", "node-a and node-b", "both nodes are called node-a",
-     "Give each node its own hostname (hostnamectl set-hostname NAME)."),
-    ("Version", f"skutui {VERSION} on both", f"node-b runs skutui 0.0.9, this node {VERSION}",
-     f"Install skutui {VERSION} on both nodes."),
-    ("SSH on the cluster IP", "sshd listens on 198.18.0.1:22", "sshd does not listen on 198.18.0.1",
-     "Let sshd listen on the cluster address (ListenAddress in sshd_config)."),
-    ("No cluster on the peer", "node-b has no cluster", "node-b is already in a cluster",
-     "Destroy the cluster on node-b first."),
-]
-CHECK_NAMES = [name for name, *_ in PREFLIGHT]
+PATHS = Paths()
+"""Where a node keeps its files, as the peer's messages name them."""
 
 
 def default_cluster(failback: str = FAILBACK_DISABLED) -> ClusterConfig:
@@ -80,30 +70,63 @@ def default_cluster(failback: str = FAILBACK_DISABLED) -> ClusterConfig:
     )
 
 
-@dataclass
-class FakeClusterService:
-    configured: bool = True
-    master: bool = True
-    peer_reachable: bool = True
-    split_brain: bool = False
-    preflight_failures: tuple[str, ...] = ()
-    """Names from CHECK_NAMES that fail."""
-    errors: dict[str, str] = field(default_factory=dict)
-    """Method name -> the Failed message that method raises."""
-    edit_changes: list[str] | None = None
-    """What edit reports; None means: compare with the configuration, as the real one does."""
-    nodes_delay: float = 0.0
-    """Seconds nodes() takes, as a slow peer makes it."""
-    maintenance: set[str] = field(default_factory=set)
-    calls: list[tuple] = field(default_factory=list)
-    config: ClusterConfig | None = None
-    _queue: asyncio.Queue[Event] | None = field(default=None, repr=False)
+def inventory(node: Node) -> dict[str, Any]:
+    """What ``skutui node inventory`` prints on a node ready to join a cluster."""
+    return {"hostname": node.hostname, "version": VERSION, "configured": False,
+            "addresses": [{"interface": "eth0", "address": node.ip, "label": "eth0"}],
+            "keepalived": KEEPALIVED, "conntrackd": CONNTRACKD, "time": CLOCK}
 
-    def __post_init__(self) -> None:
-        if self.configured and self.config is None:
-            self.config = default_cluster()
+
+def unreachable(host: str = REMOTE.ip) -> Failed:
+    """What the peer's sshd refusing the connection raises."""
+    return translate_connect_error(ConnectionRefusedError(), host, SSH_PORT, 10.0)
+
+
+def facts(node: Node, role: Role) -> NodeFacts:
+    """A healthy node in ``role``: every daemon it needs runs, the master holds the IPs."""
+    master = role is Role.MASTER
+    return NodeFacts(hostname=node.hostname, version=VERSION, configured=True, role=role,
+                     maintenance=role is Role.MAINTENANCE,
+                     services={"keepalived": True, "conntrackd": True, "agent": True,
+                               "sync": master},
+                     holds_floating_ips=master, interface_up=True)
+
+
+class FakeClusterService:
+    def __init__(self, *, configured: bool = True, master: bool = True, peer_reachable: bool = True,
+                 split_brain: bool = False, preflight_failures: tuple[str, ...] = (),
+                 errors: dict[str, str] | None = None, nodes_delay: float = 0.0,
+                 config: ClusterConfig | None = None):
+        self.config = config or (default_cluster() if configured else None)
+        self.roles: dict[NodeSide, Role] = {}
+        self.master = master
+        self.peer_reachable = peer_reachable
+        self.split_brain = split_brain
+        """Both nodes master: the rows say so, whatever ``roles`` holds."""
+        self.preflight_failures = preflight_failures
+        """Names from ``preflight.check_names()`` that fail, each with the product's detail."""
+        self.errors = dict(errors or {})
+        """Method name -> the Failed message that method raises (create and edit: rolled back)."""
+        self.nodes_delay = nodes_delay
+        """Seconds nodes() takes, as a slow peer makes it."""
+        self.calls: list[tuple] = []
+        self._queue: asyncio.Queue[Event] | None = None
 
     # Test helpers --------------------------------------------------------------------------
+
+    @property
+    def master(self) -> bool:
+        return self.roles["local"] is Role.MASTER
+
+    @master.setter
+    def master(self, value: bool) -> None:
+        """This node master and the peer backup, or the other way round."""
+        self.roles = {"local": Role.MASTER if value else Role.BACKUP,
+                      "remote": Role.BACKUP if value else Role.MASTER}
+
+    @property
+    def configured(self) -> bool:
+        return self.config is not None
 
     @property
     def queue(self) -> asyncio.Queue[Event]:
@@ -121,6 +144,27 @@ class FakeClusterService:
         if method in self.errors:
             raise Failed(self.errors[method])
 
+    def _fails(self, check: str, vrid: int = settings.VIRTUAL_ROUTER_ID.default) -> bool:
+        if check == preflight.ROUTER_ID_FREE:
+            check = check.format(vrid=vrid)
+        return check in self.preflight_failures
+
+    def _rolled_back(self, method: str, progress: Progress) -> None:
+        """The product's words when a step fails: the failure, each node rolled back."""
+        if method in self.errors:
+            progress(f"Failed: {self.errors[method]}")
+            for node in (REMOTE, LOCAL):
+                progress(f"Rolling back {node.hostname}")
+            raise Failed(f"{self.errors[method]}; {ROLLED_BACK}")
+
+    def _require_master(self) -> ClusterConfig:
+        if self.config is None:
+            raise Failed("No cluster is configured on this node.")
+        if not self.master:
+            raise Failed(f"This node ({LOCAL.hostname}) is not the master; change the "
+                         f"configuration on the master {REMOTE.hostname} ({REMOTE.ip}).")
+        return self.config
+
     # The protocol --------------------------------------------------------------------------
 
     async def local_hostname(self) -> str:
@@ -129,7 +173,7 @@ class FakeClusterService:
 
     async def cluster_candidates(self) -> list[InterfaceAddress]:
         self.calls.append(("cluster_candidates",))
-        return list(CANDIDATES)
+        return validation.cluster_candidates(CANDIDATES)
 
     async def link_names(self) -> list[str]:
         self._fail_if_asked("link_names")
@@ -147,103 +191,149 @@ class FakeClusterService:
         self._fail_if_asked("fetch_host_key")
         return HOST_KEY
 
+    async def validate(self, request: CreateRequest) -> None:
+        self.calls.append(("validate", request))
+        preflight.check_request(request, CANDIDATES, LOCAL.hostname)
+
     async def preflight(self, request: CreateRequest, progress: Progress) -> list[CheckResult]:
         self.calls.append(("preflight", request))
-        progress(f"Logging in to {request.remote_ip} as root with the password...")
-        if request.password != PASSWORD:
-            raise Failed(
-                f"The root password was refused by {request.remote_ip}. Check the password; "
-                "if it is right, the peer may refuse root password logins "
-                "(PermitRootLogin prohibit-password in /etc/ssh/sshd_config)."
-            )
-        progress("Key installed; running the checks on both nodes...")
-        return [
-            CheckResult(name, False, failed, hint)
-            if name in self.preflight_failures
-            else CheckResult(name, True, passed)
-            for name, passed, failed, hint in PREFLIGHT
-        ]
+        return (await self._preflight(request, progress))[0]
 
-    async def create(self, request: CreateRequest, progress: Progress) -> None:
+    async def _preflight(self, request: CreateRequest, progress: Progress
+                         ) -> tuple[list[CheckResult], Contacted | None]:
+        checked = preflight.check_request(request, CANDIDATES, LOCAL.hostname)
+        remote_ip, vrid = checked.remote_ip, checked.virtual_router_id
+        mine, theirs = inventory(LOCAL), inventory(REMOTE)
+        mine["configured"] = self.config is not None or self._fails(preflight.NO_LOCAL_CLUSTER)
+        checks = [preflight.no_local_cluster(mine)]
+        progress(f"Connecting to {remote_ip}")
+        progress(f"Host key of {remote_ip}: {HOST_KEY}")
+        progress(f"Installing this node's key on {remote_ip} (the password is used once)")
+        if request.password != PASSWORD or self._fails(preflight.PEER_AUTHENTICATED):
+            checks.append(preflight.peer_unreachable(PasswordRejected(remote_ip, PATHS.private_key)))
+            return checks, None
+        if self._fails(preflight.SAME_VERSION):
+            theirs["version"] = "0.0.9"
+        if self._fails(preflight.DIFFERENT_HOSTNAMES):
+            theirs["hostname"] = LOCAL.hostname
+        if self._fails(preflight.PEER_NIC):
+            theirs["addresses"] = [{"interface": "eth1", "address": remote_ip, "label": "eth1"}]
+        if self._fails(preflight.KEEPALIVED_INSTALLED):
+            theirs["keepalived"] = None
+        if self._fails(preflight.CONNTRACKD_INSTALLED):
+            theirs["conntrackd"] = None
+        if self._fails(preflight.CLOCKS_AGREE):
+            theirs["time"] = CLOCK + 42
+        checks.append(preflight.peer_authenticated(remote_ip, theirs))
+        checks += preflight.compare(checked.local, remote_ip, mine, theirs)
+        listening = preflight.ADVERTS_HEARD * checked.check_interval
+        progress(f"Listening for other VRRP routers for {format_seconds(listening)} s")
+        heard = {(OTHER_ROUTER, vrid)} if self._fails(preflight.ROUTER_ID_FREE, vrid) else set()
+        checks.append(preflight.router_id_free(vrid, heard, (checked.local.address, remote_ip)))
+        return checks, Contacted(checked, mine, theirs, remote=None)
+
+    async def create(self, request: CreateRequest, progress: Progress) -> ClusterConfig:
         self.calls.append(("create", request))
-        for step in (
-            "Erasing the configuration of node-b",
-            "Copying this node's configuration to node-b",
-            "Writing keepalived and conntrackd configuration on both nodes",
-            "Starting the services on node-b (backup)",
-            "Starting the services on node-a (master)",
-        ):
-            progress(step)
-            if step.startswith("Starting") and "create" in self.errors:
-                progress("Rolling back: both nodes are as they were")
-                self._fail_if_asked("create")
-        context = settings.Context(local=LOCAL.hostname, remote=REMOTE.hostname)
-        self.config = ClusterConfig(interface="eth0", nodes=(LOCAL, REMOTE),
-                                    **settings.check_all(request.settings, context))
-        self.configured = True
+        checks, contacted = await self._preflight(request, progress)
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            raise Failed("pre-flight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        assert contacted is not None
+        config = lifecycle.new_config(contacted, str(PATHS.config_root))
+        local, remote = (node.hostname for node in config.nodes)
+        local_role, remote_role = lifecycle.expected_roles(config, remote)
+        for line in (f"Erasing the cluster configuration of {remote}",
+                     f"Writing the configuration on {local}",
+                     f"Writing the configuration on {remote}",
+                     f"Starting {local}",
+                     f"{local} is master",
+                     f"Starting {remote}"):
+            progress(line)
+        self._rolled_back("create", progress)
+        progress(f"{remote} is {remote_role.value}")
+        if local_role is Role.BACKUP:
+            progress(f"{local} is backup")
+        hold = lifecycle.master_down(config, remote) + lifecycle.NOTIFY_MARGIN
+        progress(f"Checking for {format_seconds(hold)} s that {remote} hears {local}")
+        progress(f"Cluster created: {local} and {remote}")
+        self.config = config
+        self.roles = {"local": local_role, "remote": remote_role}
+        return config
 
     async def edit(self, request: EditRequest, progress: Progress) -> list[str]:
         self.calls.append(("edit", request))
-        assert self.config is not None
-        progress("Writing the configuration on both nodes")
-        self._fail_if_asked("edit")
-        if self.edit_changes is not None:
-            return list(self.edit_changes)
-        old = self.config
-        context = settings.Context.of(old, LOCAL.hostname, LINKS)
-        self.config = replace(old, **settings.check_all(request.changes, context))
-        return settings.changes(old, self.config, context)
+        config = self._require_master()
+        links = LINKS if "tracked_interfaces" in request.changes else None
+        updated, lines = lifecycle.edited(config, request.changes, LOCAL.hostname, links)
+        if not lines:
+            return []
+        for node in (LOCAL, REMOTE):
+            progress(f"Applying on {node.hostname}")
+        self._rolled_back("edit", progress)
+        self.config = updated
+        return lines
 
-    async def destroy(self, progress: Progress) -> None:
+    async def destroy(self, progress: Progress) -> list[str]:
         self.calls.append(("destroy",))
+        self._require_master()
         self._fail_if_asked("destroy")
-        progress("Stopping the services on node-b")
-        progress("Removing the cluster configuration on both nodes")
+        warnings = []
+        progress(f"Stopping and erasing {REMOTE.hostname}")
+        if not self.peer_reachable:
+            warnings.append(lifecycle.not_cleaned(REMOTE.hostname, str(unreachable())))
+        progress(f"Stopping and erasing {LOCAL.hostname}")
         self.config = None
-        self.configured = False
+        return warnings
 
     async def nodes(self) -> list[NodeRow]:
         self.calls.append(("nodes",))
         self._fail_if_asked("nodes")
         if self.nodes_delay:
             await asyncio.sleep(self.nodes_delay)
-        local_role = Role.MASTER if self.master else Role.BACKUP
-        remote_role = Role.BACKUP if self.master else Role.MASTER
-        if "local" in self.maintenance:
-            remote_role = Role.MASTER
-        if "remote" in self.maintenance:
-            local_role = Role.MASTER
-        if self.split_brain:
-            local_role = remote_role = Role.MASTER
-        rows = [self._row("local", LOCAL, local_role)]
-        if self.peer_reachable:
-            rows.append(self._row("remote", REMOTE, remote_role))
-        else:
-            rows.append(NodeRow("remote", Role.UNKNOWN, REMOTE.ip, REMOTE.hostname, Status.UNREACHABLE, "Node unreachable"))
-        return rows
+        if self.config is None:
+            return []
+        return self._rows()
 
-    def _row(self, side: NodeSide, node: Node, role: Role) -> NodeRow:
-        if side in self.maintenance:
-            return NodeRow(side, Role.MAINTENANCE, node.ip, node.hostname, Status.MAINTENANCE, "Node in maintenance mode")
+    def _rows(self) -> list[NodeRow]:
+        roles = dict(self.roles)
         if self.split_brain:
-            return NodeRow(side, role, node.ip, node.hostname, Status.FAILURE, "Split brain: both nodes are master")
-        message = "Node online and active" if role == Role.MASTER else "Node online and passive"
-        return NodeRow(side, role, node.ip, node.hostname, Status.OK, message)
+            roles = {"local": Role.MASTER, "remote": Role.MASTER}
+        remote: NodeFacts | BaseException = (
+            facts(REMOTE, roles["remote"]) if self.peer_reachable else unreachable())
+        return rows.node_rows(LOCAL, REMOTE, facts(LOCAL, roles["local"]), remote)
+
+    async def status(self) -> ClusterStatus:
+        self.calls.append(("status",))
+        return ClusterStatus(LOCAL.hostname, VERSION, self.config,
+                             self._rows() if self.config is not None else [])
 
     async def set_maintenance(self, node: NodeSide, on: bool) -> str:
+        """The node's own words (``LocalNode.set_maintenance``); the peer's come prefixed
+        with its name, as ``RemoteOps`` passes them on."""
         self.calls.append(("set_maintenance", node, on))
         self._fail_if_asked("set_maintenance")
+        if self.config is None:
+            raise Failed("No cluster is configured on this node.")
+        if node == "remote" and not self.peer_reachable:
+            raise unreachable()
         hostname = LOCAL.hostname if node == "local" else REMOTE.hostname
+        other: NodeSide = "remote" if node == "local" else "local"
+        prefix = "" if node == "local" else f"{hostname}: "
+        if on == (self.roles[node] is Role.MAINTENANCE):
+            state = "already" if on else "not"
+            raise Failed(f"{prefix}The node {hostname} is {state} under maintenance")
         if on:
-            if node in self.maintenance:
-                raise Failed("The node is already under maintenance")
-            self.maintenance.add(node)
-            return f"{hostname} is now in maintenance"
-        if node not in self.maintenance:
-            raise Failed("The node is not under maintenance")
-        self.maintenance.discard(node)
-        return f"{hostname} left maintenance and rejoins as backup"
+            self.roles[node], self.roles[other] = Role.MAINTENANCE, Role.MASTER
+            return f"{hostname} is in maintenance; the peer takes over the floating IPs"
+        takes_back = self.config.failback == hostname and self.roles[other] is not Role.MAINTENANCE
+        self.roles[node] = Role.MASTER if takes_back else Role.BACKUP
+        if takes_back:
+            self.roles[other] = Role.BACKUP
+        return f"{hostname} left maintenance and rejoins the cluster"
 
     async def events(self) -> AsyncIterator[Event]:
         while True:
             yield await self.queue.get()
+
+    async def close(self) -> None:
+        self.calls.append(("close",))

@@ -1,5 +1,6 @@
 """``skutui cluster …``, ``skutui maintenance …`` and ``skutui nodes``: the lifecycle, scriptable.
 
+Every command runs on the operations API the console uses (``skutui.cluster.operations``).
 The settings' flags, their checks and the lines of ``cluster show`` come from the settings
 table (``skutui.domain.settings``); this module only reads arguments and prints reports.
 """
@@ -8,18 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from skutui.cli.common import EXIT_BAD_INPUT, CommandError, Once, print_json, say
-from skutui.cluster.lifecycle import Lifecycle
+from skutui.cluster.api import ClusterService
+from skutui.cluster.operations import build_service
+from skutui.cluster.rows import as_dicts
 from skutui.domain import codec, settings
 from skutui.domain.errors import ValidationError
 from skutui.domain.model import ClusterConfig
 from skutui.domain.paths import Paths
-from skutui.domain.wire import CheckResult, CreateRequest, EditRequest, NodeRow
+from skutui.domain.wire import CheckResult, CreateRequest, EditRequest
 
 ERASE_WARNING = (
     "The peer at {ip} becomes the backup: its existing cluster configuration "
@@ -29,17 +31,17 @@ SHOW_WIDTH = 21
 """The column where ``cluster show`` starts its values."""
 
 
-def _run(work: Callable[[Lifecycle, argparse.Namespace], Awaitable[int]]
+def _run(work: Callable[[ClusterService, argparse.Namespace], Awaitable[int]]
          ) -> Callable[[argparse.Namespace], int]:
-    """Run an async command on one lifecycle and close its peer connection afterwards."""
+    """Run an async command on the operations API and close its peer connection afterwards."""
 
     def command(args: argparse.Namespace) -> int:
         async def main() -> int:
-            lifecycle = Lifecycle(Paths.from_env())
+            service = build_service(Paths.from_env())
             try:
-                return await work(lifecycle, args)
+                return await work(service, args)
             finally:
-                await lifecycle.close()
+                await service.close()
 
         return asyncio.run(main())
 
@@ -109,8 +111,8 @@ def _print_checks(checks: list[CheckResult]) -> bool:
     return all(c.passed for c in checks)
 
 
-async def _check(lifecycle: Lifecycle, args: argparse.Namespace) -> int:
-    return 0 if _print_checks(await lifecycle.preflight(_request(args), say)) else 1
+async def _check(service: ClusterService, args: argparse.Namespace) -> int:
+    return 0 if _print_checks(await service.preflight(_request(args), say)) else 1
 
 
 def _confirm_erase(args: argparse.Namespace) -> None:
@@ -129,51 +131,51 @@ def _confirm_erase(args: argparse.Namespace) -> None:
         raise CommandError("Not confirmed; nothing was changed.", EXIT_BAD_INPUT)
 
 
-async def _create(lifecycle: Lifecycle, args: argparse.Namespace) -> int:
+async def _create(service: ClusterService, args: argparse.Namespace) -> int:
     request = _request(args)
-    await lifecycle.validate(request)
+    await service.validate(request)
     _confirm_erase(args)
-    await lifecycle.create(request, say)
+    await service.create(request, say)
     return 0
 
 
 # --- show, edit, destroy ----------------------------------------------------------------------
 
 
-def _config_or_fail(lifecycle: Lifecycle) -> ClusterConfig:
-    config = lifecycle.configured()
+async def _config_or_fail(service: ClusterService) -> ClusterConfig:
+    config = await service.cluster()
     if config is None:
         raise CommandError("No cluster is configured on this node.")
     return config
 
 
-def _show(args: argparse.Namespace) -> int:
-    config = _config_or_fail(Lifecycle(Paths.from_env()))
+async def _show(service: ClusterService, args: argparse.Namespace) -> int:
+    config = await _config_or_fail(service)
     if args.json:
         print_json(codec.to_dict(config))
         return 0
-    context = settings.Context.of(config, socket.gethostname())
+    context = settings.Context.of(config, await service.local_hostname())
     for label, value in settings.shown(config, context):
         say(f"{label + ':':<{SHOW_WIDTH}}{value}")
     say(f"{'Nodes:':<{SHOW_WIDTH}}" + ", ".join(f"{n.hostname} {n.ip}" for n in config.nodes))
     return 0
 
 
-async def _edit(lifecycle: Lifecycle, args: argparse.Namespace) -> int:
-    lines = await lifecycle.edit(EditRequest(_given(args, settings.editable())), say)
+async def _edit(service: ClusterService, args: argparse.Namespace) -> int:
+    lines = await service.edit(EditRequest(_given(args, settings.editable())), say)
     for line in lines or ["Nothing to be changed"]:
         say(line)
     return 0
 
 
-async def _destroy(lifecycle: Lifecycle, args: argparse.Namespace) -> int:
-    config = _config_or_fail(lifecycle)
+async def _destroy(service: ClusterService, args: argparse.Namespace) -> int:
+    config = await _config_or_fail(service)
     names = " and ".join(n.hostname for n in config.nodes)
     if not args.yes:
         raise CommandError(
             f"This removes the cluster from {names}: cluster, keepalived and conntrackd "
             "configuration, and the floating IPs. Add --yes to confirm.", EXIT_BAD_INPUT)
-    for warning in await lifecycle.destroy(say):
+    for warning in await service.destroy(say):
         say(f"warning: {warning}")
     say(f"Cluster destroyed on {names}")
     return 0
@@ -182,24 +184,16 @@ async def _destroy(lifecycle: Lifecycle, args: argparse.Namespace) -> int:
 # --- maintenance and the node table ----------------------------------------------------------
 
 
-async def _maintenance(lifecycle: Lifecycle, args: argparse.Namespace) -> int:
-    say(await lifecycle.set_maintenance(args.node, args.state == "on"))
+async def _maintenance(service: ClusterService, args: argparse.Namespace) -> int:
+    say(await service.set_maintenance(args.node, args.state == "on"))
     return 0
 
 
-def rows_as_dicts(rows: list[NodeRow]) -> list[dict[str, str]]:
-    return [
-        {"node": r.node, "role": r.role.value, "ip": r.ip, "hostname": r.hostname,
-         "status": r.status.value, "colour": r.colour, "message": r.message}
-        for r in rows
-    ]
-
-
-async def _nodes(lifecycle: Lifecycle, args: argparse.Namespace) -> int:
-    _config_or_fail(lifecycle)
-    rows = await lifecycle.nodes()
+async def _nodes(service: ClusterService, args: argparse.Namespace) -> int:
+    await _config_or_fail(service)
+    rows = await service.nodes()
     if args.json:
-        print_json(rows_as_dicts(rows))
+        print_json(as_dicts(rows))
         return 0
     say(f"{'NODE':<7} {'ROLE':<12} {'IP':<16} {'HOSTNAME':<16} {'STATUS':<12} MESSAGE")
     for r in rows:
@@ -241,7 +235,7 @@ def _register_cluster(commands: argparse._SubParsersAction, name: str, help: str
     shown = ", ".join(setting.label.lower() for setting in settings.SETTINGS)
     show = actions.add_parser("show", help=f"{shown} and the nodes")
     show.add_argument("--json", action="store_true")
-    show.set_defaults(func=_show)
+    show.set_defaults(func=_run(_show))
 
     edit = actions.add_parser("edit", help="change the cluster on both nodes (master only)")
     _add_setting_flags(edit, settings.editable())

@@ -1,23 +1,35 @@
-"""``skutui status`` and ``skutui interfaces``: what this node is, and what it could offer."""
+"""``skutui status`` and ``skutui interfaces``: what this node is, and what it could offer.
+
+Both ask the operations API the console uses, so the cluster facts and the node rows are
+the same ones ``skutui nodes`` and the console show.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 from typing import Any
 
 from skutui import __version__
 from skutui.cli.common import EXIT_OK, print_json
+from skutui.cluster.api import ClusterStatus
+from skutui.cluster.operations import build_service
+from skutui.cluster.rows import as_dicts
 from skutui.domain import codec
+from skutui.domain.model import InterfaceAddress
 from skutui.domain.paths import Paths
-from skutui.domain.validation import cluster_candidates
-from skutui.system import store
-from skutui.system.net import discover_addresses
+
+
+async def _candidates() -> list[InterfaceAddress]:
+    service = build_service(Paths.from_env())
+    try:
+        return await service.cluster_candidates()
+    finally:
+        await service.close()
 
 
 def _interfaces(args: argparse.Namespace) -> int:
-    candidates = cluster_candidates(asyncio.run(discover_addresses()))
+    candidates = asyncio.run(_candidates())
     if args.json:
         print_json(
             [
@@ -33,21 +45,35 @@ def _interfaces(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _read_status(rows: bool) -> ClusterStatus:
+    """``rows``: ask both nodes for the node table too (the peer for at most a few seconds)."""
+    service = build_service(Paths.from_env())
+    try:
+        if rows:
+            return await service.status()
+        return ClusterStatus(await service.local_hostname(), __version__, await service.cluster())
+    finally:
+        await service.close()
+
+
+def status_document(status: ClusterStatus) -> dict[str, Any]:
+    """``status --json``: ``cluster`` and ``nodes`` only when a cluster is configured."""
+    document: dict[str, Any] = {"version": status.version, "hostname": status.hostname,
+                                "configured": status.config is not None}
+    if status.config is not None:
+        document["cluster"] = codec.to_dict(status.config)
+        document["nodes"] = as_dicts(status.nodes)
+    return document
+
+
 def _status(args: argparse.Namespace) -> int:
-    paths = Paths.from_env()
-    status: dict[str, Any] = {"version": __version__, "hostname": socket.gethostname()}
-    if not paths.cluster_file.exists():
-        status["configured"] = False
-    else:
-        config = store.load(paths.cluster_file)
-        status["configured"] = True
-        status["cluster"] = codec.to_dict(config)
+    status = asyncio.run(_read_status(rows=args.json))
     if args.json:
-        print_json(status)
-    elif status["configured"]:
-        print(f"Cluster configured on {status['hostname']} (interface {status['cluster']['interface']}).")
+        print_json(status_document(status))
+    elif status.config is not None:
+        print(f"Cluster configured on {status.hostname} (interface {status.config.interface}).")
     else:
-        print(f"No cluster configured on {status['hostname']}.")
+        print(f"No cluster configured on {status.hostname}.")
     return EXIT_OK
 
 

@@ -1,14 +1,27 @@
 """The operations API both front ends call: the console is handed an object that satisfies
-``ClusterService`` (production the real one, UI tests a fake from tests/), and the command
-line calls the same object."""
+``ClusterService`` (production :class:`~skutui.cluster.operations.ClusterOperations`, UI
+tests a fake from tests/), and the command line calls the same object. The contract suite
+(tests/contract) runs the same scenarios against both."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from skutui.domain.model import ClusterConfig, InterfaceAddress
 from skutui.domain.wire import CheckResult, CreateRequest, EditRequest, Event, NodeRow, NodeSide, Progress
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What ``skutui status`` reports: this node, its cluster, and both nodes' rows."""
+
+    hostname: str
+    version: str
+    config: ClusterConfig | None
+    nodes: list[NodeRow] = field(default_factory=list)
+    """Empty without a cluster; a peer that does not answer soon is shown unreachable."""
 
 
 class ClusterService(Protocol):
@@ -28,21 +41,32 @@ class ClusterService(Protocol):
     async def fetch_host_key(self, remote_ip: str) -> str:
         """The peer's SHA256 host-key fingerprint, for the operator to accept."""
 
-    async def preflight(self, request: CreateRequest, progress: Progress) -> list[CheckResult]: ...
+    async def validate(self, request: CreateRequest) -> None:
+        """Raises ValidationError for the first wrong value; nothing is asked of the peer."""
 
-    async def create(self, request: CreateRequest, progress: Progress) -> None:
+    async def preflight(self, request: CreateRequest, progress: Progress) -> list[CheckResult]:
+        """Every check in the order of ``preflight.check_names``; a peer that cannot be
+        reached or logged in to ends the list."""
+
+    async def create(self, request: CreateRequest, progress: Progress) -> ClusterConfig:
         """Pre-flight, erase the backup, configure and start both nodes; roll back on failure."""
 
     async def edit(self, request: EditRequest, progress: Progress) -> list[str]:
         """Apply to both nodes; returns one line per change made (empty: nothing changed)."""
 
-    async def destroy(self, progress: Progress) -> None: ...
+    async def destroy(self, progress: Progress) -> list[str]:
+        """Returns warnings: what could not be cleaned (the peer unreachable) and how to."""
 
     async def nodes(self) -> list[NodeRow]:
         """Local row first; the remote row never blocks the local one for long."""
 
+    async def status(self) -> ClusterStatus: ...
+
     async def set_maintenance(self, node: NodeSide, on: bool) -> str:
-        """Returns the message to show, e.g. "node-a is now in maintenance"."""
+        """Returns the node's own message, e.g. "node-a is in maintenance; …"."""
 
     def events(self) -> AsyncIterator[Event]:
         """Live events from both nodes; the node table refreshes on each."""
+
+    async def close(self) -> None:
+        """Closes the kept connection to the peer; the next request opens it again."""

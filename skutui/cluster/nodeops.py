@@ -2,25 +2,28 @@
 
 ``LocalOps`` runs :class:`~skutui.system.node.LocalNode` in a thread (its work is blocking: files,
 subprocesses); ``RemoteOps`` runs ``skutui node …`` on the peer over the kept connection.
-The lifecycle drives both through this one interface.
+The lifecycle drives both through this one interface, and tests drive it through fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from skutui.domain import codec
 from skutui.domain.errors import Failed
-from skutui.domain.model import ClusterConfig
+from skutui.domain.model import ClusterConfig, Role
 from skutui.system.node import LocalNode, NodeFacts
 
 NODE_COMMAND = ("skutui", "node")
+PEER_EVENTS_COMMAND = ["skutui", "events", "--json", "--recent", "0"]
 
 
 class NodeOps(Protocol):
     name: str
+    """The node's hostname once known; the peer's address until pre-flight learns it."""
 
     async def facts(self) -> NodeFacts: ...
     async def inventory(self) -> dict[str, Any]: ...
@@ -32,6 +35,19 @@ class NodeOps(Protocol):
     async def stop(self) -> None: ...
     async def erase(self) -> None: ...
     async def set_maintenance(self, on: bool) -> str: ...
+    async def close(self) -> None: ...
+
+
+class LocalNodeOps(NodeOps, Protocol):
+    """What only this node is asked: the console and the checks read its files directly."""
+
+    async def config(self) -> ClusterConfig | None: ...
+    async def role(self) -> Role: ...
+
+
+class RemoteNodeOps(NodeOps, Protocol):
+    def event_lines(self) -> AsyncIterator[str]:
+        """The peer agent's events, one JSON line each, until the stream breaks."""
 
 
 class LocalOps:
@@ -72,6 +88,15 @@ class LocalOps:
     async def set_maintenance(self, on: bool) -> str:
         return await self._call("set_maintenance", on)
 
+    async def config(self) -> ClusterConfig | None:
+        return await self._call("config")
+
+    async def role(self) -> Role:
+        return await self._call("role")
+
+    async def close(self) -> None:
+        pass
+
 
 class RemoteOps:
     def __init__(self, peer, name: str):
@@ -81,7 +106,7 @@ class RemoteOps:
         """``skutui node facts --stream`` on the peer, kept between reads of the node table."""
 
     async def _node(self, *operation: str, input: str | None = None, timeout: float | None = None) -> str:
-        from skutui.peer import RemoteCommandFailed
+        from skutui.peer import RemoteCommandFailed  # asyncssh: slow to import, peer only
 
         try:
             result = await self.peer.run_checked([*NODE_COMMAND, *operation], input=input, timeout=timeout)
@@ -97,7 +122,7 @@ class RemoteOps:
         return result.stdout
 
     async def facts(self) -> NodeFacts:
-        from skutui.peer import RemoteCommandFailed
+        from skutui.peer import RemoteCommandFailed  # asyncssh: slow to import, peer only
 
         if self._facts is None or self._facts.closed:
             self._facts = await self.peer.open_process([*NODE_COMMAND, "facts", "--stream"])
@@ -134,6 +159,17 @@ class RemoteOps:
 
     async def set_maintenance(self, on: bool) -> str:
         return (await self._node("maintenance", "on" if on else "off")).strip()
+
+    async def event_lines(self) -> AsyncIterator[str]:
+        async for line in self.peer.stream_lines(PEER_EVENTS_COMMAND):
+            yield line
+
+    async def close(self) -> None:
+        """Ends the kept facts command and the connection; the next request opens both again."""
+        if self._facts is not None:
+            self._facts.close()
+            self._facts = None
+        await self.peer.close()
 
 
 class RemoteNodeError(Failed):

@@ -213,8 +213,13 @@ def test_create_makes_a_master_and_b_backup_with_the_floating_ip_on_a(cluster: L
         status = cluster.skutui(node, "status", "--json")
         assert status.returncode == 0, status.stderr
         data = json.loads(status.stdout)
-        assert set(data) == {"version", "hostname", "configured", "cluster"}
+        assert set(data) == {"version", "hostname", "configured", "cluster", "nodes"}
         assert data["hostname"] == node and data["configured"] is True
+        rows = {row["hostname"]: row for row in data["nodes"]}
+        assert [row["node"] for row in data["nodes"]] == ["local", "remote"]
+        assert rows[node]["node"] == "local"
+        assert_master_row(rows[A], A)
+        assert_backup_row(rows[B], B)
         config = data["cluster"]
         assert config["interface"] == "eth0"
         assert config["nodes"] == {A: {"ip": NODE_A.ip}, B: {"ip": NODE_B.ip}}
@@ -225,6 +230,20 @@ def test_create_makes_a_master_and_b_backup_with_the_floating_ip_on_a(cluster: L
     shown = [json.loads(cluster.skutui(n, "cluster", "show", "--json", check=True).stdout)
              for n in (A, B)]
     assert shown[0] == shown[1]
+
+
+def test_status_says_at_once_that_the_peer_cannot_be_reached(cluster: LabCluster) -> None:
+    cluster.created()
+    with cluster.unreachable(B):
+        started = time.monotonic()
+        status = cluster.skutui(A, "status", "--json")
+        took = time.monotonic() - started
+    assert status.returncode == 0, status.stderr
+    rows = {row["hostname"]: row for row in json.loads(status.stdout)["nodes"]}
+    assert_master_row(rows[A], A)
+    assert (rows[B]["node"], rows[B]["status"], rows[B]["colour"], rows[B]["message"]) == (
+        "remote", "unreachable", "grey", "Node unreachable"), rows[B]
+    assert took < 5, f"status took {took:.1f} s"
 
 
 # --- 2. failover ---------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import pytest
 from skutui.ui.widgets.fields import TextField
 
 
-from tests.fakes import CHECK_NAMES, FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, PREFLIGHT, REMOTE, FakeClusterService
+from skutui.cluster import preflight
+from tests.fakes import FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, REMOTE, FakeClusterService
 from tests.ui.snapshot_apps.common import (
     tap,
     FormValues,
@@ -49,10 +50,10 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         await tap(pilot, "y")
         assert await steps_done(pilot) == "succeeded"
         log = log_text(app)
-        for name in CHECK_NAMES:
+        for name in preflight.check_names():
             assert f"PASS {name}" in log
-        assert "Starting the services on node-a (master)" in log
-        assert "Cluster created" in log
+        assert "Starting node-a node-a is master Starting node-b node-b is backup" in log
+        assert "Cluster created: node-a is the master, 198.18.0.2 the backup." in log
         [(_, request)] = service.called("create")
         assert (request.local_ip, request.remote_ip, request.password) == (LOCAL.ip, REMOTE.ip, PASSWORD)
         assert request.settings == {"floating_ips": (FLOATING_IP,), "check_interval": 1.0,
@@ -103,28 +104,36 @@ async def test_a_local_ip_must_be_chosen():
 
 
 async def test_every_failed_preflight_check_is_listed_with_its_hint():
-    service = no_cluster(preflight_failures=tuple(CHECK_NAMES))
+    """Every check that compares the nodes fails: the peer must be logged in to for that."""
+    names = [name for name in preflight.check_names() if name != preflight.PEER_AUTHENTICATED]
+    service = no_cluster(preflight_failures=tuple(names))
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await fill_create_form(pilot)
         await apply_and_accept_key(pilot)
         assert await steps_done(pilot) == "stopped"
         log = log_text(app)
-        for name, _, detail, hint in PREFLIGHT:
-            assert f"FAIL {name}: {detail} {hint}" in log
-        assert f"{len(CHECK_NAMES)} of {len(CHECK_NAMES)} checks failed" in log
+        [(_, request)] = service.called("preflight")
+        results = await service.preflight(request, lambda line: None)
+        assert [r.name for r in results if not r.passed] == names
+        for result in results:
+            if not result.passed:
+                assert " ".join(f"FAIL {result.name}: {result.detail} {result.hint}".split()) in log
+        assert f"{len(names)} of {len(names) + 1} checks failed" in log
         assert service.called("create") == []
 
 
 async def test_one_failed_check_stops_before_the_erase_question_and_keeps_the_form():
-    service = no_cluster(preflight_failures=("Version",))
+    service = no_cluster(preflight_failures=(preflight.SAME_VERSION,))
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await fill_create_form(pilot)
         await apply_and_accept_key(pilot)
         assert await steps_done(pilot) == "stopped"
         log = log_text(app)
-        assert "FAIL Version" in log and "PASS Hostnames" in log and "1 of 7 checks failed" in log
+        total = len(preflight.check_names())
+        assert f"FAIL {preflight.SAME_VERSION}" in log and f"PASS {preflight.DIFFERENT_HOSTNAMES}" in log
+        assert f"1 of {total} checks failed" in log
         assert "ERASE" not in screen_text(app)
         assert service.called("create") == []
         await tap(pilot, "escape")
@@ -132,16 +141,17 @@ async def test_one_failed_check_stops_before_the_erase_question_and_keeps_the_fo
         assert app.screen.query_one("#remote_ip", TextField).value == REMOTE.ip
 
 
-async def test_wrong_password_is_one_readable_message():
+async def test_wrong_password_is_the_failed_login_check_and_nothing_more():
     service = no_cluster()
     app = build(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await fill_create_form(pilot, FormValues(password="wrong", confirmation="wrong"))
         await apply_and_accept_key(pilot)
-        assert await steps_done(pilot) == "failed"
-        text = screen_text(app)
-        assert "The root password was refused by 198.18.0.2" in text
-        assert "Traceback" not in text
+        assert await steps_done(pilot) == "stopped"
+        log = log_text(app)
+        assert f"FAIL {preflight.PEER_AUTHENTICATED}: root login with a password was refused by 198.18.0.2" in log
+        assert "1 of 2 checks failed" in log
+        assert "Traceback" not in screen_text(app)
         assert service.called("create") == []
 
 

@@ -43,7 +43,7 @@ async def test_maintenance_on_the_master_says_who_takes_over_and_calls_the_servi
         await until(pilot, lambda: row(table, "local")[4] == "MAINTENANCE", "the MAINTENANCE status")
         assert service.called("set_maintenance") == [("set_maintenance", "local", True)]
         assert row(table, "remote")[1] == "master"
-        assert "node-a is now in maintenance" in screen_text(app)
+        assert "node-a is in maintenance; the peer takes over the floating IPs" in " ".join(screen_text(app).split())
         assert "orange" in str(table.get_cell("local", "status").style)
 
         await tap(pilot, "m")

@@ -236,7 +236,7 @@ def system():
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch("skutui.system.net.discover_addresses", addresses))
         stack.enter_context(mock.patch("skutui.system.net.link_names", links))
-        stack.enter_context(mock.patch("skutui.cluster.lifecycle._hostname", lambda: LOCAL.hostname))
+        stack.enter_context(mock.patch("socket.gethostname", lambda: LOCAL.hostname))
         for target, what in forbidden.items():
             stack.enter_context(mock.patch(target, state.forbid(what)))
         yield state

@@ -134,7 +134,8 @@ class DetailsScreen(ConsoleScreen):
         service = self.app.service
 
         async def destroy(steps: StepsScreen) -> str:
-            await service.destroy(steps.progress)
+            for warning in await service.destroy(steps.progress):
+                steps.line(f"Warning: {warning}")
             return "Cluster destroyed: both nodes now run on their own."
 
         await self.app.push_screen(StepsScreen("Destroying the cluster", destroy, on_success=self.app.open_home))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.pilot import Pilot
 
+from skutui.cluster.preflight import PEER_NIC, SAME_VERSION
 from tests.fakes import FakeClusterService
 from tests.ui.snapshot_apps.common import tap, FormValues, Scene, fill_create_form, on_screen, shows, steps_done
 
@@ -61,7 +62,7 @@ SCENES = [
     Scene("configure", no_cluster, empty_form, wide=True),
     Scene("configure_invalid", no_cluster, invalid_form),
     Scene("host_key", no_cluster, host_key),
-    Scene("preflight_failed", lambda: no_cluster(preflight_failures=("Same interface", "Version")), preflight_failed),
+    Scene("preflight_failed", lambda: no_cluster(preflight_failures=(PEER_NIC, SAME_VERSION)), preflight_failed),
     Scene("wrong_password", no_cluster, wrong_password, snapshot=False),
     Scene("erase", no_cluster, erase, wide=True),
     Scene("created", no_cluster, created, wide=True),
