@@ -96,12 +96,12 @@ def measure_console(lab: LabBench, console: str, count: int) -> Row:
                  f"{peer}'s events")
         for flag, role in TRANSITIONS:  # warm-up, not counted: every stream is open
             one_transition(lab, probe, side, flag, role)
-            wait_for(lambda: lab.role(B) == role, 15.0, f"node-b's role file says {role}")
+            wait_for(lambda role=role: lab.role(B) == role, 15.0, f"node-b's role file says {role}")
             time.sleep(1.0)
         for round_no in range(count):
             for flag, role in TRANSITIONS:
                 samples.append(one_transition(lab, probe, side, flag, role))
-                wait_for(lambda: lab.role(B) == role, 15.0, f"node-b's role file says {role}")
+                wait_for(lambda role=role: lab.role(B) == role, 15.0, f"node-b's role file says {role}")
                 time.sleep(1.0)
             note(f"event -> screen, console on {console}, round {round_no + 1}/{count}: "
                  f"{fmt_time(samples[-2]['screen'])}, {fmt_time(samples[-1]['screen'])}")

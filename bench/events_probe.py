@@ -97,8 +97,8 @@ async def main(args: argparse.Namespace) -> None:
     if args.fake:
         service = fake_service()
     else:
-        from skutui.domain.paths import Paths
         from skutui.cluster.operations import build_service
+        from skutui.domain.paths import Paths
 
         service = build_service(Paths.from_env())
     report_table_changes()

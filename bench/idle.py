@@ -18,8 +18,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import (BenchError, PtySession, Row, cmdline, cpu_seconds, descendants, failed_row,
-                    fmt_bytes, fmt_time, standalone)
+from common import (
+    BenchError,
+    PtySession,
+    Row,
+    cmdline,
+    cpu_seconds,
+    descendants,
+    failed_row,
+    fmt_bytes,
+    fmt_time,
+    standalone,
+)
 from labkit import A, B, LabBench, wait_for
 
 NAME = "idle"

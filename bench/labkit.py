@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from common import BenchError, cmdline, kill_tree, note, parent_of
 
-from skutui_lab import Lab, PASSWORD
+from skutui_lab import PASSWORD, Lab
 
 T = TypeVar("T")
 
@@ -148,7 +148,7 @@ class LabBench:
 
     # --- up and down ---------------------------------------------------------------------
 
-    def __enter__(self) -> "LabBench":
+    def __enter__(self) -> LabBench:
         if os.geteuid() != 0:
             raise BenchError("the lab benchmarks need root (network namespaces, mounts)")
         status = self.lab.status()

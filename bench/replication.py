@@ -22,12 +22,10 @@ backup's acknowledgement; against the same ssh figure.
 from __future__ import annotations
 
 import argparse
-
 import json
 
-from common import (BENCH_DIR, PYTHON, BenchError, Row, failed_row, fmt_time, median, note,
-                    rounds, spread, standalone)
-from labkit import A, B, IPS, LabBench, wait_for
+from common import BENCH_DIR, PYTHON, BenchError, Row, failed_row, fmt_time, median, note, rounds, spread, standalone
+from labkit import IPS, A, B, LabBench, wait_for
 
 NAME = "replication"
 LAB = True

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from skutui.domain.paths import Paths  # noqa: E402
 from skutui.system import control  # noqa: E402
 from skutui.system.journal import Journal  # noqa: E402
-from skutui.domain.paths import Paths  # noqa: E402
 
 
 def main(rounds: int) -> None:

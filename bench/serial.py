@@ -19,8 +19,19 @@ import argparse
 import os
 import signal
 
-from common import (BENCH_DIR, PYTHON, PtySession, Row, fmt_bytes, fmt_exact_bytes, median, note,
-                    rounds, spread, standalone)
+from common import (
+    BENCH_DIR,
+    PYTHON,
+    PtySession,
+    Row,
+    fmt_bytes,
+    fmt_exact_bytes,
+    median,
+    note,
+    rounds,
+    spread,
+    standalone,
+)
 from serial_app import CHANGED_MESSAGE
 
 NAME = "serial"

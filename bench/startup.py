@@ -20,8 +20,7 @@ import shutil
 import tempfile
 
 from bare_app import LAST_CELL
-from common import (BENCH_DIR, PYTHON, PtySession, Row, fmt_time, median, note, rounds,
-                    spread, standalone)
+from common import BENCH_DIR, PYTHON, PtySession, Row, fmt_time, median, note, rounds, spread, standalone
 
 NAME = "start-up"
 LAB = False
@@ -61,7 +60,7 @@ def collect(args: argparse.Namespace) -> list[Row]:
     firsts: dict[str, list[float]] = {name: [] for name in apps}
     drawns: dict[str, list[float]] = {name: [] for name in apps}
     try:
-        for name, (argv, home) in apps.items():
+        for argv, home in apps.values():
             measure(argv, env, home)  # warm-up: caches, bytecode
         for round_no in range(count):
             order = list(apps) if round_no % 2 == 0 else list(reversed(apps))

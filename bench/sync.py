@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from common import BenchError, Row, failed_row, fmt_time, median, note, rounds, spread, standalone
-from labkit import A, B, IPS, LabBench
+from labkit import IPS, A, B, LabBench
 
 NAME = "sync"
 LAB = True

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from functools import wraps
 
+from skutui.cli.common import Once
+from skutui_lab.lab import Lab, check_advert
 from skutui_lab.system import LabError
 from skutui_lab.topology import (
     BRIDGE,
@@ -60,8 +62,6 @@ def _guarded(func: Command) -> Command:
 
 
 def _advert(text: str) -> float:
-    from skutui_lab.lab import check_advert
-
     try:
         return check_advert(float(text))
     except ValueError:
@@ -81,8 +81,6 @@ def _seconds(value: float) -> str:
 
 @_guarded
 def cmd_up(args: argparse.Namespace) -> int:
-    from skutui_lab.lab import Lab
-
     lab = Lab()
     started = time.monotonic()
     built = lab.up(advert=args.advert)
@@ -100,8 +98,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_down(args: argparse.Namespace) -> int:
-    from skutui_lab.lab import Lab
-
     started = time.monotonic()
     if Lab().down():
         print(f"lab down in {time.monotonic() - started:.2f} s")
@@ -112,8 +108,6 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_status(args: argparse.Namespace) -> int:
-    from skutui_lab.lab import Lab
-
     status = Lab().status()
     if args.json:
         _print_json({"up": status.up, "advert": status.advert, "bridge": status.bridge,
@@ -133,8 +127,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_exec(args: argparse.Namespace) -> int:
-    from skutui_lab.lab import Lab
-
     argv = list(args.command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
@@ -154,8 +146,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_info(args: argparse.Namespace) -> int:
-    from skutui_lab.lab import Lab
-
     info = Lab().info()
     if args.json:
         _print_json(info)
@@ -172,8 +162,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``lab`` and its subcommands to a parent parser's subcommands."""
-    from skutui.cli.common import Once
-
     lab = subparsers.add_parser(
         "lab", help="the two-node lab on this machine (needs root)",
         description="Two real cluster nodes on this machine: node-a and node-b, each with its "

@@ -15,7 +15,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from skutui.system.control import (
@@ -37,7 +37,7 @@ MAX_WAIT = 3600.0
 
 
 def now_iso(at: float | None = None) -> str:
-    moment = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -52,12 +52,13 @@ class EventBus:
     def emit(self, kind: str, message: str, *, level: str = "info", **data) -> dict:
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
-        event = {"time": now_iso(), "node": self.node, "kind": kind,
-                 "level": level if level in LEVELS else "info", "message": message}
+        level = level if level in LEVELS else "info"
+        event: dict[str, object] = {"time": now_iso(), "node": self.node, "kind": kind,
+                                    "level": level, "message": message}
         if data:
             event["data"] = data
         self._recent.append(event)
-        log.log(LEVELS[event["level"]], "%s: %s", kind, message)
+        log.log(LEVELS[level], "%s: %s", kind, message)
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
@@ -136,6 +137,7 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None, "the server runs each client's callback in a task of its own"
         self._clients.add(task)
         try:
             await self._conversation(reader, writer)
@@ -187,7 +189,9 @@ class ControlServer:
     def _post(self, event) -> dict:
         if not isinstance(event, dict) or event.get("kind") not in KINDS:
             return {"ok": False, "error": f"an event needs a kind among {', '.join(KINDS)}"}
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        data = event.get("data")
+        if not isinstance(data, dict):
+            data = {}
         self.on_post(event["kind"], str(event.get("message", "")),
                      str(event.get("level", "info")), data)
         return {"ok": True}

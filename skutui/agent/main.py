@@ -203,6 +203,7 @@ def main(argv: list[str]) -> int:
 
     async def serve() -> None:
         task = asyncio.current_task()
+        assert task is not None, "asyncio.run runs serve() in a task"
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.cancel)

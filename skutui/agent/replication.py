@@ -4,9 +4,9 @@ peer in order, each answer recorded before the next is sent."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from skutui.peer import PeerError, RemoteCommandFailed
+from skutui.peer import PeerError, PeerProcess, RemoteCommandFailed
 from skutui.system.journal import Entry, Journal, Outcome
 
 
@@ -22,7 +22,7 @@ class SshReplayTarget:
     def __init__(self, peer, command: Sequence[str] = ("skutui", "node")) -> None:
         self.peer = peer
         self.command = (*command, "replay")
-        self._process = None
+        self._process: PeerProcess | None = None
 
     async def replay(self, entry: Entry) -> Outcome:
         if self._process is None or self._process.closed:
@@ -58,7 +58,7 @@ class Replayer:
         self.target = target
         self.report = report
 
-    async def replay_pending(self, before_each: Callable[[], object] | None = None) -> int:
+    async def replay_pending(self, before_each: Callable[[], Awaitable[object]] | None = None) -> int:
         """Replay until caught up; returns how many were answered. Transport errors
         (PeerUnreachable, CommandTimeout) and ReplayBlocked propagate: the entry stays."""
         done = 0

@@ -100,13 +100,13 @@ class RoleSupervisor:
 
     def _cause(self, role: Role, previous: Role) -> str:
         link = self.link()
-        away = link is not None and link.up is False
         if role is Role.MAINTENANCE:
             return ("maintenance was switched on" if self.node.in_maintenance()
                     else "keepalived reported FAULT (a tracked interface is down)")
         if role is Role.MASTER:
-            return "keepalived made this node master" + (
-                f" ({link.node.hostname} is unreachable)" if away else "")
+            if link is not None and link.up is False:
+                return f"keepalived made this node master ({link.node.hostname} is unreachable)"
+            return "keepalived made this node master"
         if role is Role.BACKUP and previous is Role.MASTER and not self.node.keepalived.running():
             return "keepalived is not running, so this node no longer acts as master"
         if role is Role.BACKUP and previous is Role.MAINTENANCE:
@@ -180,7 +180,7 @@ class RoleSupervisor:
         fd: int | None = None
         pending = bytearray()
 
-        def readable() -> None:
+        def readable(fd: int) -> None:
             try:
                 pending.extend(os.read(fd, 4096))
             except BlockingIOError:
@@ -201,7 +201,7 @@ class RoleSupervisor:
                         os.close(fd)
                     fd = _open_fifo(self.paths.notify_fifo)
                     pending.clear()
-                    loop.add_reader(fd, readable)
+                    loop.add_reader(fd, readable, fd)
                 await asyncio.sleep(FIFO_CHECK_INTERVAL)
         finally:
             if fd is not None:

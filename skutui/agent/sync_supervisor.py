@@ -51,7 +51,7 @@ class SyncSupervisor:
         if task is not None and (task.done() or not want or roots != self._roots
                                  or link is not self._link):
             await self.stop()
-        if want and self._task is None and time.monotonic() >= self._retry_at:
+        if want and link is not None and self._task is None and time.monotonic() >= self._retry_at:
             self._start(roots, link)
 
     def _start(self, roots: list[PurePosixPath], link: PeerLink) -> None:

@@ -5,24 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 
+from skutui.agent.transitions import TRANSITIONS, outcome_event
 from skutui.domain.paths import Paths
+from skutui.system.control import post_event
 from skutui.system.node import LocalNode
 
 
 def announce_transition(paths: Paths, state: str, failed: list[str]) -> bool:
     """For keepalived's notify hook, when it ran the transition itself: tell the agent how
     its steps went. Best effort: the hook's own work never waits on the agent."""
-    from skutui.system.control import post_event
-    from skutui.agent.transitions import outcome_event
-
     message, level, data = outcome_event(state, failed)
     return post_event(paths.control_socket, "service", message, level=level, **data)
 
 
 def _notify(args) -> int:
     """keepalived's hook: run the transition, log failures, always answer 0 to keepalived."""
-    from skutui.agent.transitions import TRANSITIONS
-
     logging.basicConfig(
         filename=str(Paths.from_env().agent_log), level=logging.INFO,
         format="%(asctime)s %(levelname)s notify: %(message)s",

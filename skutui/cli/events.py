@@ -8,6 +8,7 @@ from datetime import datetime
 
 from skutui.cli.common import EXIT_OK, CommandError, Once, print_json
 from skutui.domain.paths import Paths
+from skutui.system import control
 
 # --- skutui events -------------------------------------------------------------------------
 
@@ -61,8 +62,6 @@ def format_state(state: dict) -> list[str]:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from skutui.system import control
-
     path = Paths.from_env().control_socket
     try:
         if args.state:

@@ -13,6 +13,9 @@ import sys
 from skutui.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CommandError, Once
 from skutui.domain.model import Role
 from skutui.domain.paths import Paths
+from skutui.system import control
+from skutui.system.journal import Journal, JournalError
+from skutui.system.node import LocalNode
 
 DEFAULT_WAIT = 30.0
 """Seconds ``skutui exec`` waits for the backup's answer before leaving it queued."""
@@ -52,20 +55,11 @@ def _note(text: str) -> None:
     print(f"skutui: {text}", file=sys.stderr, flush=True)
 
 
-def _node(paths: Paths):
-    from skutui.system.node import LocalNode
-
-    return LocalNode(paths)
-
-
 # --- skutui exec ---------------------------------------------------------------------------
 
 def _exec(args: argparse.Namespace) -> int:
     """Run on the master, then replicate through the journal; the exit status is the
     command's own here, or 1 if it failed on the backup."""
-    from skutui.system import control
-    from skutui.system.journal import Journal, JournalError
-
     argv = list(args.command)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -73,7 +67,7 @@ def _exec(args: argparse.Namespace) -> int:
         raise CommandError("nothing to run: give the command after --, e.g. "
                            "`skutui exec -- service haproxy reload`", EXIT_BAD_INPUT)
     paths = Paths.from_env()
-    node = _node(paths)
+    node = LocalNode(paths)
     config = node.config()
     if config is None:
         raise CommandError("no cluster is configured on this node, so there is no peer to "
@@ -82,7 +76,7 @@ def _exec(args: argparse.Namespace) -> int:
     try:
         peer = config.peer_of(hostname)
     except KeyError:
-        raise CommandError(f"this node's hostname {hostname} is not in {paths.cluster_file}")
+        raise CommandError(f"this node's hostname {hostname} is not in {paths.cluster_file}") from None
     role = node.effective_role()
     if role is not Role.MASTER:
         raise CommandError(f"`skutui exec` runs on the master: this node ({hostname}) is "

@@ -18,7 +18,8 @@ from skutui.cli.common import EXIT_BAD_INPUT, EXIT_OK, CommandError, print_json
 from skutui.domain import codec
 from skutui.domain.model import Role
 from skutui.domain.paths import Paths
-from skutui.system.node import LocalNode
+from skutui.system.journal import Entry, Journal, JournalError, apply_entry
+from skutui.system.node import LocalNode, SnapshotError
 
 
 def _node() -> LocalNode:
@@ -47,9 +48,6 @@ def _facts(args) -> int:
 
 
 def _restore(args) -> int:
-    from skutui.cli.common import EXIT_BAD_INPUT, CommandError
-    from skutui.system.node import SnapshotError
-
     snapshot = request_from_stdin("snapshot")
     try:
         _node().restore(snapshot)
@@ -132,6 +130,7 @@ def _print_answer(data: dict) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
+    # `skutui node` runs over SSH once per call: only the sync's own steps load its parts.
     from skutui.agent.sync.tree import manifest_document
     from skutui.domain.syncplan import synced_roots
 
@@ -144,6 +143,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _sync_apply(args: argparse.Namespace) -> int:
+    # `skutui node` runs over SSH once per call: only the sync's own steps load its parts.
     from skutui.agent.sync.backup import apply_request
     from skutui.domain.syncplan import SyncError
 
@@ -163,8 +163,6 @@ def _replay(args: argparse.Namespace) -> int:
     """One JSON entry a line on standard input, one JSON answer a line on standard output
     (the outcome, or ``{"refused": why}``), until end of input: the master keeps this
     running over its connection, so no process is started per command."""
-    from skutui.system.journal import Entry, JournalError, apply_entry
-
     paths = Paths.from_env()
     for line in sys.stdin:
         try:
@@ -181,8 +179,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _journal(args: argparse.Namespace) -> int:
-    from skutui.system.journal import Journal, JournalError
-
     journal = Journal(Paths.from_env().journal_dir)
     try:
         if args.discard:

@@ -47,6 +47,8 @@ from skutui.peer.connection import (
     PeerConnection,
     PeerProcess,
     command_line,
+    fetch_host_key,
+    pin_peer,
 )
 from skutui.peer.errors import (
     AuthenticationFailed,
@@ -66,7 +68,6 @@ from skutui.peer.errors import (
     RemoteFileNotFound,
     SkutuiMissing,
 )
-from skutui.peer.connection import fetch_host_key, pin_peer
 from skutui.peer.hostkeys import KnownHosts, OfferedHostKey, fingerprint
 from skutui.peer.keys import (
     InstalledKeys,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import posixpath
 import secrets
 import shlex
@@ -98,8 +99,9 @@ def translate_connect_error(exc: BaseException, host: str, port: int,
         return PeerUnreachable(host, f"cannot resolve {host}: {exc.strerror}; use the peer's "
                                      "IP address")
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        reason = exc.strerror or os.strerror(exc.errno)
         return PeerUnreachable(host, (
-            f"cannot reach {where}: {exc.strerror.lower()}. Check the address, the cluster "
+            f"cannot reach {where}: {reason.lower()}. Check the address, the cluster "
             "link (cable, VLAN, interface up) and the routes on this node"))
     if isinstance(exc, OSError):
         return PeerUnreachable(host, f"cannot reach {where}: {exc.strerror or exc}")
@@ -546,7 +548,7 @@ class PeerProcess:
             self._process.stdin.write(request + "\n")
             try:
                 answer = await asyncio.wait_for(self._process.stdout.readline(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.close()
                 raise CommandTimeout(connection.host, self.command, timeout) from None
             except BaseException:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import asyncssh
 
-from skutui.system.files import write_bytes_atomic
 from skutui.peer.errors import HostKeyChanged, HostKeyNotConfirmed, pin_label
 from skutui.peer.localfs import make_private_dir
+from skutui.system.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import asyncssh
 
 from skutui.domain.paths import Paths
-from skutui.system.files import write_bytes_atomic
 from skutui.peer.connection import DEFAULT_CONNECT_TIMEOUT, PeerConnection
 from skutui.peer.errors import KeyRejected, RemoteFileNotFound
 from skutui.peer.hostkeys import SSH_PORT, replace_pin
 from skutui.peer.localfs import add_authorized_key, make_private_dir
+from skutui.system.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

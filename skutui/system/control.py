@@ -127,7 +127,7 @@ async def follow_events(path: Path, recent: int = 0) -> AsyncIterator[dict]:
             asyncio.open_unix_connection(str(path), limit=MAX_EVENT_LINE), CLIENT_TIMEOUT)
     except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
         raise _unreachable(path, exc) from exc
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ControlError(f"the skutui agent did not answer on {path} within "
                            f"{CLIENT_TIMEOUT:g} s") from None
     try:
@@ -154,7 +154,7 @@ async def answers(path: Path) -> bool:
     """Whether something serves ``path`` now (an agent still running, not a stale socket)."""
     try:
         _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     return True

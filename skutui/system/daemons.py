@@ -7,6 +7,7 @@ never collide on a default pid file (keepalived then exits 0 silently without ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -118,8 +119,8 @@ def terminate(pids: list[int], name: str) -> None:
 
 def spawn_detached(argv: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> None:
     """Start a daemon in its own session so that it outlives the command that started it."""
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    try:
+    with contextlib.ExitStack() as closing:
+        out = closing.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
         subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -129,9 +130,6 @@ def spawn_detached(argv: list[str], log: Path | None = None, env: dict[str, str]
             close_fds=True,
             env={**os.environ, **env} if env else None,
         )
-    finally:
-        if log:
-            out.close()
 
 
 def _wait_until(check, timeout: float) -> bool:

@@ -339,7 +339,8 @@ class LocalNode:
         return changed
 
     def snapshot(self) -> dict:
-        files, modes = {}, {}
+        files: dict[str, str | None] = {}
+        modes: dict[str, int] = {}
         for path in self.managed_files():
             try:
                 files[str(path)] = base64.b64encode(path.read_bytes()).decode()

@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import logging
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -77,10 +78,10 @@ class SkutuiApp(App[None]):
         to import; they are imported in a thread once the home screen is up, so neither the
         first frame nor a key waits for them."""
         self.profile = profile
-        self.CSS_PATH = [STYLES_DIR / "skutui.tcss"] + (
-            [STYLES_DIR / "console.tcss"] if profile.plain else []
-        )
-        super().__init__()
+        css: list[str | PurePath] = [STYLES_DIR / "skutui.tcss"]
+        if profile.plain:
+            css.append(STYLES_DIR / "console.tcss")
+        super().__init__(css_path=css)
         self.service = service
         self.cursor_blink = cursor_blink and not profile.plain
         self.view: ClusterView | None = None
@@ -133,11 +134,12 @@ class SkutuiApp(App[None]):
     def home_screen(self, view: ClusterView) -> Screen:
         """Configure (no cluster) or Details."""
         self.title = f"skutui on {self.profile.text(view.hostname)}"
-        # A screen's module (and its styles) is read when the screen is first shown.
         if view.cluster is None:
+            # A screen's module (and its styles) is read when the screen is first shown.
             from skutui.ui.screens.configure import ConfigureScreen
 
             return ConfigureScreen(view)
+        # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.details import DetailsScreen
 
         return DetailsScreen(view)
@@ -149,7 +151,7 @@ class SkutuiApp(App[None]):
         if isinstance(error, asyncio.TimeoutError):
             self.open_home()
         elif error is not None:
-            self.screen.show_failure(describe(error))
+            self._show_failure(describe(error))
 
     async def _preload(self, drawn: asyncio.Event) -> None:
         await drawn.wait()
@@ -159,12 +161,13 @@ class SkutuiApp(App[None]):
     async def preloaded(self) -> None:
         """Wait for the slow imports that start once the home screen is drawn, so that the
         service, importing the same modules, never holds the event loop doing it."""
-        if self._preloaded is not None:
+        drawn, preloading = self._drawn, self._preloaded
+        if drawn is not None and preloading is not None:  # both made by on_load, or neither
             # A screen needs the service: the first frame is out, since a key was read after
             # it. Start now rather than wait for the refresh that would start them, which
             # never comes when that key pushed a screen before it.
-            self._drawn.set()
-            await asyncio.shield(self._preloaded)
+            drawn.set()
+            await asyncio.shield(preloading)
 
     @work(exclusive=True, group="home", exit_on_error=False)
     async def open_home(self) -> None:
@@ -180,12 +183,14 @@ class SkutuiApp(App[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own work (reading this node's state) failing: on the start screen it
         says so there, with a retry; later it is a dialog over whatever is shown."""
-        if event.state != WorkerState.ERROR:
-            return
+        if event.state == WorkerState.ERROR:
+            self._show_failure(describe(event.worker.error))
+
+    def _show_failure(self, message: str) -> None:
+        """On the start screen, there, beside its retry; later, a dialog over whatever is shown."""
         # A screen's module (and its styles) is read when the screen is first shown.
         from skutui.ui.screens.start import StartScreen
 
-        message = describe(event.worker.error)
         if isinstance(self.screen, StartScreen):
             self.screen.show_failure(message)
         else:

@@ -15,7 +15,11 @@ LOG_FILE = "/var/log/skutui.log"
 log = logging.getLogger("skutui.ui")
 
 
-def describe(error: BaseException) -> str:
+def describe(error: BaseException | None) -> str:
+    """``None``: a failure that carried no exception (a worker's ``error`` is typed so, though
+    Textual always sets it when the worker fails)."""
+    if error is None:
+        return "The operation failed without saying why."
     if isinstance(error, SkutuiError):
         text = str(error).strip() or "The operation failed without saying why"
         return text if text.endswith((".", "!", "?")) else f"{text}."

@@ -181,7 +181,7 @@ class ScreenDiff:
         self.dirty.add(self._y)
 
     def _passed_through(self, token: str, params: str | None, final: str | None) -> None:
-        if token.startswith("\x1b["):
+        if final is not None:  # a CSI sequence: only those have a final byte
             if final in _ERASING_FINALS or (final in "hl" and params in _SCREEN_MODES):
                 self.invalidate()
             elif final in "ABCDEFGHIJKLMNOPQRSTUVWXYZ`abcdefg":
@@ -214,13 +214,13 @@ class ScreenDiff:
             self.shown = {}
             self.dirty = set(self.wanted)
         for y in sorted(self.dirty):
-            self._row(y, out)
+            self._row(y, self.shown, out)
         self.dirty.clear()
         return "".join(out)
 
-    def _row(self, y: int, out: list[str]) -> None:
+    def _row(self, y: int, shown: dict[int, list[Cell]], out: list[str]) -> None:
         new = self.wanted.get(y, [])
-        old = self.shown.get(y, [])
+        old = shown.get(y, [])
         width = max(len(new), len(old))
         new_full = new + [BLANK] * (width - len(new))
         old_full = old + [BLANK] * (width - len(old))
@@ -249,7 +249,7 @@ class ScreenDiff:
                 out.append("\x1b[0m")
                 self._sgr = ""
             out.append("\x1b[K")
-        self.shown[y] = new_full[:end]
+        shown[y] = new_full[:end]
 
     def _move(self, x: int, y: int, out: list[str]) -> None:
         if self._cursor == (x, y):
@@ -266,10 +266,12 @@ class ScreenDiff:
         for char, style in cells:
             if not char:
                 continue
-            if style != self._sgr and not (char == " " and style == self._space_form.get(self._sgr)):
+            if style != self._sgr and not (char == " " and self._sgr is not None
+                                           and style == self._space_form.get(self._sgr)):
                 out.append(f"\x1b[0;{style}m" if style else "\x1b[0m")
                 self._sgr = style
             out.append(char)
+        assert self._cursor is not None, "cells are written where _move put the cursor"
         x, y = self._cursor
         self._cursor = (x + len(cells), y)
 
@@ -293,10 +295,10 @@ class DiffDriver(LinuxDriver):
             size = os.get_terminal_size(self.fileno)
         except OSError:
             size = None
-        if size is not None and tuple(size) != self._size:
+        if size is not None and (size.columns, size.lines) != self._size:
             if self._size is not None:
                 self.diff.resize(*size)
-            self._size = tuple(size)
+            self._size = (size.columns, size.lines)
         data = self.diff.feed(data)
         if data:
             super().write(data)

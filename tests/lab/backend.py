@@ -13,6 +13,7 @@ Everything made here has a fixed name and is removed by that name, even after a 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import struct
 import subprocess
@@ -230,7 +231,7 @@ class Traffic:
     def longest_gap(self, start: float) -> float:
         """The longest silence between two replies from ``start`` on."""
         replies = [t for t in self.replies if t >= start]
-        return max((b - a for a, b in zip(replies, replies[1:])), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(replies)), default=0.0)
 
     def stop(self) -> None:
         self._stop.set()

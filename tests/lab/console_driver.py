@@ -22,9 +22,9 @@ import sys
 import time
 import traceback
 
+from skutui.cluster.operations import build_service
 from skutui.domain.model import Status
 from skutui.domain.paths import Paths
-from skutui.cluster.operations import build_service
 from skutui.ui.app import SkutuiApp
 from skutui.ui.profile import ConsoleProfile
 from tests.ui.snapshot_apps.common import screen_name, screen_text, tap, until

@@ -22,7 +22,7 @@ import pytest
 
 from skutui.system.daemons import AGENT_MARK
 from tests.lab.backend import Backend, EchoClient, LoadBalancer, Traffic, wait_vip_moved
-from tests.lab.labcluster import A, B, INTERVAL, VIP, EventStream, LabCluster, wait_for
+from tests.lab.labcluster import INTERVAL, VIP, A, B, EventStream, LabCluster, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -372,7 +372,7 @@ def test_commands_queued_while_b_is_away_replay_in_order_once(replication) -> No
                    if e["data"].get("status") == "applied"]
         assert [seq for _, seq in applied] == list(range(1, COMMANDS + 1)), applied
         assert all(f"applied on the peer: sh -c 'echo {seq} >> {REPLAYED}'" in e["message"]
-                   for (_, seq), (_, e) in zip(applied, events.since(returned, "replication")))
+                   for (_, seq), (_, e) in zip(applied, events.since(returned, "replication"), strict=False))
     finally:
         events.stop()
     measured(f"replay of {COMMANDS} queued commands (node-b back until all ran there)",
@@ -457,7 +457,7 @@ def test_events_show_each_role_change_once_as_keepalived_makes_it(cluster: LabCl
                 assert f"keepalived moved this node to {state}" in event["message"]
                 # keepalived's notify hook then reports its steps, all done.
                 _, steps = streams[node].wait(
-                    started, lambda e: e["kind"] == "service"
+                    started, lambda e, state=state: e["kind"] == "service"
                     and e["data"].get("cause") == f"keepalived {state}", 5, f"{state} steps")
                 assert steps["data"]["failed"] == [] and steps["level"] == "info", steps
             if trigger == "on":

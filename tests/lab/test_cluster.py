@@ -25,9 +25,7 @@ import pytest
 
 from skutui_lab import PASSWORD
 from skutui_lab.topology import FLOATING_IP
-
-from tests.lab.labcluster import (A, B, INTERVAL, NODE_A, NODE_B, VIP, CreateRun, LabCluster,
-                                  tree_changes, wait_for)
+from tests.lab.labcluster import INTERVAL, NODE_A, NODE_B, VIP, A, B, CreateRun, LabCluster, tree_changes, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -69,7 +67,7 @@ def assert_roles(cluster: LabCluster, master: str) -> None:
     """Both nodes' tables agree: ``master`` is master, the other is a healthy backup."""
     backup = cluster.other(master)
     with ThreadPoolExecutor(2) as pool:
-        tables = dict(zip((A, B), pool.map(cluster.nodes, (A, B))))
+        tables = dict(zip((A, B), pool.map(cluster.nodes, (A, B)), strict=True))
     for seen_from, rows in tables.items():
         assert set(rows) == {A, B}
         assert {rows[n]["node"] for n in rows} == {"local", "remote"}
@@ -159,7 +157,7 @@ def offered_fingerprint(ip: str) -> str | None:
 
     try:
         return asyncio.run(fetch())
-    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncssh.Error):
         return None
 
 
@@ -540,7 +538,7 @@ def test_edit_check_interval_reloads_both_without_dropping_the_floating_ip(
     master at the old interval would take over."""
     # The notify hooks of the start log once their conntrackd steps are done.
     for node, role in ((A, "master"), (B, "backup")):
-        wait_for(lambda: f"transition to {role}" in (transitions(cluster, node) or [""])[-1],
+        wait_for(lambda node=node, role=role: f"transition to {role}" in (transitions(cluster, node) or [""])[-1],
                  5, f"{node} logged its transition to {role}")
     pids = {n: keepalived_pids(cluster, n) for n in (A, B)}
     roles = {n: cluster.read(n, "/etc/skutui/local/role") for n in (A, B)}
@@ -583,7 +581,7 @@ def _hash(password: str) -> str:
 def _files_holding(secret: bytes, roots: list[Path]) -> list[str]:
     found = []
     for root in roots:
-        for directory, dirs, files in os.walk(root):
+        for directory, _dirs, files in os.walk(root):
             for name in files:
                 path = os.path.join(directory, name)
                 try:

@@ -17,8 +17,7 @@ import pytest
 
 from skutui_lab import PASSWORD
 from skutui_lab.topology import FLOATING_IP
-
-from tests.lab.labcluster import A, B, INTERVAL, NODE_A, NODE_B, LabCluster
+from tests.lab.labcluster import INTERVAL, NODE_A, NODE_B, A, B, LabCluster
 
 pytestmark = pytest.mark.lab
 

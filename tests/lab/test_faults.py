@@ -19,10 +19,16 @@ from typing import TypeVar
 
 import pytest
 
-from tests.lab.labcluster import (A, B, INTERFACE, INTERVAL, VIP, CreateRun, LabCluster,
-                                  tree_changes, wait_for)
-from tests.lab.test_cluster import (ELECTION, assert_maintenance_row, assert_master_row,
-                                    assert_roles, hold_for, keepalived_pids, settle_vip)
+from tests.lab.labcluster import INTERFACE, INTERVAL, VIP, A, B, CreateRun, LabCluster, tree_changes, wait_for
+from tests.lab.test_cluster import (
+    ELECTION,
+    assert_maintenance_row,
+    assert_master_row,
+    assert_roles,
+    hold_for,
+    keepalived_pids,
+    settle_vip,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -124,7 +130,7 @@ def test_split_brain_shows_red_on_both_and_heals(cluster: LabCluster) -> None:
         wait_for(lambda: cluster.vip_holders() == {A, B}, ELECTION,
                  "both nodes take the floating IP")
         for seen_from in (A, B):
-            rows = until(lambda: cluster.nodes(seen_from),
+            rows = until(lambda seen_from=seen_from: cluster.nodes(seen_from),
                          lambda r: all(row["role"] == "master" for row in r.values()),
                          ELECTION, f"{seen_from} sees two masters")
             for node in (A, B):

@@ -11,7 +11,7 @@ from skutui.ui.launch import UnavailableService
 from skutui.ui.profile import ascii_text, detect_profile
 from skutui.ui.screens import configure, details, dialogs, edit, help, nodes, start, steps
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import tap, build, on_screen, screen_text, shows, steps_done
+from tests.ui.snapshot_apps.common import build, on_screen, screen_text, shows, steps_done, tap
 
 BINDING_OWNERS = [
     SkutuiApp,

@@ -6,7 +6,7 @@ from textual.widgets import DataTable
 
 from skutui.domain.wire import Event
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import tap, build, log_text, on_screen, screen_text, shows, until
+from tests.ui.snapshot_apps.common import build, log_text, on_screen, screen_text, shows, tap, until
 
 
 async def open_nodes(pilot, expect: str = "OK") -> DataTable:
@@ -154,7 +154,7 @@ async def test_a_quiet_cluster_sends_nothing_to_the_terminal():
         for _ in range(3):
             reads = len(service.called("nodes"))
             service.emit("refresh", "local", "")
-            await until(pilot, lambda: len(service.called("nodes")) > reads, "the nodes to be read again")
+            await until(pilot, lambda reads=reads: len(service.called("nodes")) > reads, "the nodes to be read again")
         await tap(pilot, "r")
         await until(pilot, lambda: len(service.called("nodes")) > reads + 1, "the nodes to be read again")
         await pilot.pause(0.1)

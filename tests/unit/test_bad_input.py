@@ -52,14 +52,14 @@ from hypothesis import strategies as st
 from skutui.__main__ import main as skutui_main
 from skutui.cli import main as cli
 from skutui.cli.common import EXIT_BAD_INPUT
-from skutui.domain.syncplan import UNSAFE_ROOTS
 from skutui.cli.exec import SECONDS_MAX
 from skutui.domain import codec
-from skutui.system.files import write_bytes_atomic, write_text_atomic
-from skutui.system import store
-from skutui_lab import cli as lab_cli
 from skutui.domain.model import CHECK_INTERVAL_MAX, CHECK_INTERVAL_MIN, SCHEMA_VERSION, InterfaceAddress
 from skutui.domain.paths import CONFIG_ROOT_ENV
+from skutui.domain.syncplan import UNSAFE_ROOTS
+from skutui.system import store
+from skutui.system.files import write_bytes_atomic, write_text_atomic
+from skutui_lab import cli as lab_cli
 from skutui_lab.topology import NODE_NAMES
 from tests.fakes import CANDIDATES, FLOATING_IP, LINKS, LOCAL, REMOTE, default_cluster
 
@@ -332,7 +332,8 @@ def _network_or_broadcast(ip: ipaddress.IPv4Address, prefix: int, broadcast: boo
 NETWORK_OR_BROADCAST = st.builds(_network_or_broadcast, st.ip_addresses(v=4), st.integers(0, 30), st.booleans())
 """The kernel answers ARP for neither (prefixes up to /30)."""
 PREFIX_OUT_OF_RANGE = st.one_of(
-    st.builds(lambda ip, p: f"{ip}/{p}", st.ip_addresses(v=4).map(str), st.integers(33, 10**9) | st.integers(max_value=-1)),
+    st.builds(lambda ip, p: f"{ip}/{p}", st.ip_addresses(v=4).map(str),
+              st.integers(33, 10**9) | st.integers(max_value=-1)),
     st.builds(lambda ip, p: f"{ip}/{p}", st.ip_addresses(v=6).map(str), st.integers(129, 10**9)),
     st.builds(lambda ip, p: f"{ip}/{p}", ANY_IP, argv_text(min_size=1)).filter(
         rejected_by(lambda t: ipaddress.ip_interface(t.strip()))),
@@ -835,8 +836,8 @@ GOOD_ITEM = {"tracked_interfaces": "eth1", "floating_ips": FLOATING_IP, "synced_
 
 def list_with(key: str, bad: st.SearchStrategy) -> st.SearchStrategy[list]:
     """A list for ``key`` of valid items and one bad one."""
-    return st.builds(lambda good, item, at: good[:at] + [item] + good[at:], st.lists(st.just(GOOD_ITEM[key]), max_size=1),
-                     bad, st.integers(0, 1))
+    return st.builds(lambda good, item, at: good[:at] + [item] + good[at:],
+                     st.lists(st.just(GOOD_ITEM[key]), max_size=1), bad, st.integers(0, 1))
 
 
 BAD_HOSTNAME = st.one_of(
@@ -897,7 +898,8 @@ BAD_DOCUMENTS = st.one_of(
     st.sampled_from([0, 1]).flatmap(lambda at: bad_value(("nodes", NODES[at], "ip"), BAD_IP)),
     # The nodes: how many, their names, their addresses.
     bad_value(("nodes",), st.lists(st.text(NAME_CHARS, min_size=1, max_size=6), unique=True).filter(
-        lambda names: len(names) != 2).map(lambda names: {n: {"ip": f"198.18.0.{i + 1}"} for i, n in enumerate(names)})),
+        lambda names: len(names) != 2).map(
+            lambda names: {n: {"ip": f"198.18.0.{i + 1}"} for i, n in enumerate(names)})),
     BAD_HOSTNAME.map(lambda name: BadFile(toml(changed(DOCUMENT, ("nodes",), nodes_with(NODES[0], name))),
                                           ("nodes", name))),
     st.just(BadFile(toml(changed(DOCUMENT, ("nodes",), nodes_with(NODES[0], NODES[0].upper()))),

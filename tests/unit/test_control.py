@@ -17,11 +17,11 @@ from skutui.agent import control as served
 from skutui.agent import link, replication_supervisor, role_supervisor, services
 from skutui.agent.control import ControlServer, EventBus
 from skutui.agent.main import Agent
+from skutui.domain.model import ClusterConfig, Node, Role
+from skutui.domain.paths import Paths
 from skutui.system import control
 from skutui.system.control import ControlError
 from skutui.system.journal import Journal
-from skutui.domain.model import ClusterConfig, Node, Role
-from skutui.domain.paths import Paths
 from skutui.system.node import LocalNode
 from tests.unit.test_sync import assert_same, connection_to, start_skutui_peer, wait_until, write
 

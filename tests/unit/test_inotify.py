@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from skutui.domain.syncplan import SyncFilter
 from skutui.system.inotify import (
     ATTRIBUTES,
     CREATED,
@@ -23,7 +24,6 @@ from skutui.system.inotify import (
     Change,
     TreeWatcher,
 )
-from skutui.domain.syncplan import SyncFilter
 
 
 @pytest.fixture

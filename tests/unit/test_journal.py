@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from skutui.agent.replication import ReplayBlocked, Replayer, SshReplayTarget
+from skutui.domain.paths import Paths
 from skutui.system import journal as journal_module
 from skutui.system.journal import (
     APPLIED,
@@ -29,8 +31,6 @@ from skutui.system.journal import (
     encode_record,
     run_command,
 )
-from skutui.agent.replication import ReplayBlocked, Replayer, SshReplayTarget
-from skutui.domain.paths import Paths
 
 ORIGIN = "node-a"
 
@@ -310,8 +310,8 @@ def exec_node(tmp_path: Path, monkeypatch) -> Paths:
     runs."""
     import socket as socket_module
 
-    from skutui.system import store
     from skutui.domain.model import ClusterConfig, Node
+    from skutui.system import store
     from skutui.system.daemons import Keepalived
 
     monkeypatch.setattr(Keepalived, "running", lambda self: True)

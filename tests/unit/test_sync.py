@@ -16,17 +16,17 @@ from pathlib import Path, PurePosixPath
 import asyncssh
 import pytest
 
-from skutui.system.journal import Entry, apply_entry
 from skutui.agent.link import PeerLink
 from skutui.agent.sync.backup import apply_request
 from skutui.agent.sync.master import NotMaster, Pusher, SyncService
 from skutui.agent.sync.transport import SshRemoteTree
 from skutui.agent.sync.tree import manifest_document, scan
-from skutui.domain.syncplan import SyncError, SyncFilter, plan_changes, synced_roots
 from skutui.domain.model import Node
 from skutui.domain.paths import Paths
-from skutui.system.daemons import Keepalived
+from skutui.domain.syncplan import SyncError, SyncFilter, plan_changes, synced_roots
 from skutui.peer import PeerConnection, ensure_local_key, pin_peer
+from skutui.system.daemons import Keepalived
+from skutui.system.journal import Entry, apply_entry
 from tests.fakes_ssh import FakePeer
 
 

@@ -86,9 +86,9 @@ def _place_link(target: Path, destination: str) -> None:
 def _local_ids(entry: dict) -> tuple[int, int]:
     uid, gid = entry["uid"], entry["gid"]
     with contextlib.suppress(KeyError, TypeError):
-        uid = pwd.getpwnam(entry.get("user")).pw_uid
+        uid = pwd.getpwnam(entry["user"]).pw_uid
     with contextlib.suppress(KeyError, TypeError):
-        gid = grp.getgrnam(entry.get("group")).gr_gid
+        gid = grp.getgrnam(entry["group"]).gr_gid
     return uid, gid
 
 

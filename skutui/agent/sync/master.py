@@ -234,7 +234,7 @@ class SyncService:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), min(self.debounce, remaining))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     def filter_skips(self, path: Path) -> bool:
@@ -248,17 +248,18 @@ class SyncService:
             await self._step()
 
     def _drain(self) -> None:
-        if not self.running:
+        watcher = self.watcher
+        if watcher is None or not self.running:
             return
         try:
-            changes = self.watcher.read()
+            changes = watcher.read()
         except OSError as exc:
             self.report("sync", f"reading inotify failed: {exc}; comparing whole trees",
                         level="error")
             self._need_reconcile = True
             changes = []
         for change in changes:
-            if change.what == OVERFLOW:
+            if change.what == OVERFLOW or change.path is None:  # only an overflow has no path
                 self._need_reconcile = True
             elif change.what == CREATED and not change.is_dir and not change.path.is_symlink():
                 continue  # a new file is pushed when its writer closes it, not half-written

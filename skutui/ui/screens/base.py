@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -17,9 +17,18 @@ from skutui.ui.forms import FormCheck
 from skutui.ui.widgets.bars import KeyBar, TitleBar
 from skutui.ui.widgets.fields import Field, Labelled, TextField
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from skutui.ui.app import SkutuiApp
+
 
 class ConsoleScreen(Screen):
     """A screen of the console. Subclasses fill the body; the status line says what happened."""
+
+    if TYPE_CHECKING:
+        app = getters.app(SkutuiApp)
+        """The console's own app, for the type checker; at run time Textual's ``app`` as is."""
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -49,7 +58,8 @@ class FormScreen(ConsoleScreen):
     """A screen with fields: Enter moves to the next field, problems show under their field."""
 
     def field_value(self, widget_id: str) -> Any:
-        return self.query_one(f"#{widget_id}").value
+        control: Any = self.query_one(f"#{widget_id}")  # a TextField, Choice or Checklist: each has a value
+        return control.value
 
     def read_setting(self, check: FormCheck, key: str, context: Context | None = None) -> Any:
         """The value of the setting ``key``'s field (its id is the key), checked."""

@@ -133,14 +133,15 @@ class ConfigureScreen(FormScreen):
         """The request the form describes, or None after marking what is wrong."""
         value = self.field_value
         check = FormCheck()
-        if self.candidates is None:
+        candidates = self.candidates
+        if candidates is None:
             check.errors["local_ip"] = "This node's addresses are still being read; apply again in a moment."
             local = None
         elif value("local_ip") is None:
             check.errors["local_ip"] = "Choose this node's cluster address in the list (arrow keys)."
             local = None
         else:
-            local = check("local_ip", lambda: validation.local_ip(value("local_ip"), self.candidates).address)
+            local = check("local_ip", lambda: validation.local_ip(value("local_ip"), candidates).address)
         if local is None:
             remote = check("remote_ip", lambda: validation.ip_address(value("remote_ip"), "remote_ip"))
         else:
@@ -150,7 +151,7 @@ class ConfigureScreen(FormScreen):
         chosen = {key: self.read_setting(check, key, context)
                   for key in ("floating_ips", "check_interval", "failback")}
         self.show_errors(check.errors)
-        if not check.ok:
+        if not check.ok or local is None or remote is None or password is None:  # None only beside an error
             return None
         return CreateRequest(local_ip=local, remote_ip=remote, password=password, settings=chosen)
 

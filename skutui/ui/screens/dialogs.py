@@ -6,6 +6,8 @@ Both are typed screens (`ModalScreen[bool]`, `ModalScreen[None]`) that a worker 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -14,6 +16,11 @@ from textual.widgets import Static
 
 from skutui.ui.widgets.bars import KeyBar
 from skutui.ui.widgets.fields import ActionButton
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from skutui.ui.app import SkutuiApp
 
 
 def dialog_css(name: str, body_lines: int = 16) -> str:
@@ -54,6 +61,10 @@ class ConfirmDialog(ModalScreen[bool]):
     """Asks before something happens; the safe answer has the focus, so Enter never destroys."""
 
     DEFAULT_CSS = dialog_css("ConfirmDialog")
+
+    if TYPE_CHECKING:
+        app = getters.app(SkutuiApp)
+        """The console's own app, for the type checker; at run time Textual's ``app`` as is."""
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
@@ -100,6 +111,10 @@ class NoticeDialog(ModalScreen[None]):
     """A result or an error the operator reads and acknowledges; it does not vanish by itself."""
 
     DEFAULT_CSS = dialog_css("NoticeDialog")
+
+    if TYPE_CHECKING:
+        app = getters.app(SkutuiApp)
+        """The console's own app, for the type checker; at run time Textual's ``app`` as is."""
 
     BINDINGS = [
         Binding("enter", "close", "OK", id="notice.ok"),

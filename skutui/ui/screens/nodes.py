@@ -199,7 +199,7 @@ class NodesScreen(ConsoleScreen):
 
     def on_nodes_read(self, message: NodesRead) -> None:
         table = self.query_one(DataTable)
-        fresh = {row.node: row for row in message.rows}
+        fresh: dict[str, NodeRow] = {row.node: row for row in message.rows}
         widths = self.column_widths(message.rows)
         if widths != self.widths or list(fresh) != list(self.rows):
             self.rebuild(table, fresh, widths)

@@ -79,7 +79,8 @@ class StepsScreen(ConsoleScreen):
             self.line(f"      {result.hint}")
 
     async def confirm(self, dialog: ModalScreen[bool]) -> bool:
-        return bool(await self.app.push_screen_wait(dialog))
+        answer = await self.app.push_screen_wait(dialog)
+        return bool(answer)
 
     # The screen ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ widget per field, which is most of what the console's start-up costs.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -34,8 +34,14 @@ LABEL_WIDTH = 22
 
 FOCUSED_LABEL = Style(bold=True, reverse=True)
 
+if TYPE_CHECKING:
+    _LabelledBase = Widget
+    """A Labelled is always mixed into a Widget: the type checker sees that widget's parts."""
+else:
+    _LabelledBase = object
 
-class Labelled:
+
+class Labelled(_LabelledBase):
     """A control that draws its label in its first LABEL_WIDTH columns (reversed while it has
     the focus, as the cue of where typing goes), and shows an error line under itself."""
 
@@ -61,7 +67,9 @@ class Labelled:
         if message:
             if self._error_line is None:
                 self._error_line = Static(message, classes="field-error", markup=False)
-                self.parent.mount(self._error_line, after=self)
+                parent = self.parent
+                assert isinstance(parent, Widget), "a control shows an error only once it is in a form"
+                parent.mount(self._error_line, after=self)
             else:
                 self._error_line.update(message)
         elif self._error_line is not None:
@@ -373,12 +381,12 @@ class Choice(Labelled, Widget, Generic[T], can_focus=True):
         self.options = list(options)
         self.vertical = vertical
         self.placeholder = placeholder
-        self.set_reactive(Choice.value, value)
+        self.set_reactive(type(self).value, value)
 
     def set_options(self, options: Sequence[tuple[str, T]], value: T | None = None) -> None:
         """Options that were not known when the form was drawn."""
         self.options = list(options)
-        self.set_reactive(Choice.value, value)
+        self.set_reactive(type(self).value, value)
         self.refresh(layout=True)
 
     def _index(self) -> int | None:
@@ -425,8 +433,8 @@ class Choice(Labelled, Widget, Generic[T], can_focus=True):
         rendered = []
         for number, line in enumerate(lines):
             text, padding = self._label_text(number == 0)
-            label = Content.styled(text, "bold reverse") if text and self.has_focus else Content(text)
-            rendered.append(label + padding + line.pad_right(max(0, room - line.cell_length)).stylize_before(area))
+            label_cell = Content.styled(text, "bold reverse") if text and self.has_focus else Content(text)
+            rendered.append(label_cell + padding + line.pad_right(max(0, room - line.cell_length)).stylize_before(area))
         return Content("\n").join(rendered)
 
     def on_focus(self) -> None:
