@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from skutui.domain import codec
 from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, Role
 from skutui.system.node import LocalNode, NodeFacts
+
+if TYPE_CHECKING:
+    from skutui.peer import PeerProcess
 
 NODE_COMMAND = ("skutui", "node")
 PEER_EVENTS_COMMAND = ["skutui", "events", "--json", "--recent", "0"]
@@ -102,7 +105,7 @@ class RemoteOps:
     def __init__(self, peer, name: str):
         self.peer = peer
         self.name = name
-        self._facts = None
+        self._facts: PeerProcess | None = None
         """``skutui node facts --stream`` on the peer, kept between reads of the node table."""
 
     async def _node(self, *operation: str, input: str | None = None, timeout: float | None = None) -> str:
@@ -126,8 +129,9 @@ class RemoteOps:
 
         if self._facts is None or self._facts.closed:
             self._facts = await self.peer.open_process([*NODE_COMMAND, "facts", "--stream"])
+        facts = self._facts
         try:
-            answer = await self._facts.ask("", self.peer.command_timeout)
+            answer = await facts.ask("", self.peer.command_timeout)
         except RemoteCommandFailed as exc:
             detail = (exc.stderr or "").strip().removeprefix("skutui: ")
             raise RemoteNodeError(f"{self.name}: {detail or exc}") from None

@@ -226,7 +226,7 @@ class ClusterOperations:
         config = await self.cluster()
         hostname = self.hostname()
         placed = config is not None and hostname in (n.hostname for n in config.nodes)
-        rows = await self._rows(config, STATUS_TIMEOUT) if placed else []
+        rows = await self._rows(config, STATUS_TIMEOUT) if config is not None and placed else []
         return ClusterStatus(hostname, __version__, config, rows)
 
     async def _rows(self, config: ClusterConfig, timeout: float) -> list[NodeRow]:

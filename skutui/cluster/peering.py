@@ -38,8 +38,13 @@ async def host_key_fingerprint(address: str, *, connect_timeout: float = CONNECT
 async def exchange_keys(paths: Paths, connect_timeout: float, remote_ip: str, local_ip: str,
                         request: CreateRequest, progress: Progress) -> None:
     """Pin the peer's host key and exchange keys with the password, or change nothing."""
-    from skutui.peer import (KnownHosts, authorize_key_locally, fetch_host_key,  # asyncssh: slow
-                             install_keys, local_host_key)
+    from skutui.peer import (  # asyncssh: slow
+        KnownHosts,
+        authorize_key_locally,
+        fetch_host_key,
+        install_keys,
+        local_host_key,
+    )
 
     offered = await fetch_host_key(remote_ip, connect_timeout=connect_timeout)
     progress(f"Host key of {remote_ip}: {offered.fingerprint}")

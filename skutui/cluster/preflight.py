@@ -164,7 +164,7 @@ def compare(local: InterfaceAddress, remote_ip: str, mine: dict, theirs: dict) -
     checks.append(CheckResult(
         PEER_NIC, same_nic, f"{found}; this node uses {local.interface}",
         f"put {remote_ip} on the peer's {local.interface} (not an alias)"))
-    for daemon, name in zip(DAEMONS, (KEEPALIVED_INSTALLED, CONNTRACKD_INSTALLED)):
+    for daemon, name in zip(DAEMONS, (KEEPALIVED_INSTALLED, CONNTRACKD_INSTALLED), strict=True):
         ok = bool(mine[daemon]) and bool(theirs[daemon])
         checks.append(CheckResult(
             name, ok, f"{mine[daemon] or 'missing'} here, {theirs[daemon] or 'missing'} on the peer",

@@ -33,12 +33,12 @@ def node_rows(me: Node, peer: Node, local: NodeFacts, remote: NodeFacts | BaseEx
               ) -> list[NodeRow]:
     """This node's row first, then the peer's; ``remote`` is what asking the peer raised
     when it did not answer."""
-    answered = not isinstance(remote, BaseException)
-    rows = [row("local", me, local, remote.role if answered else None),
-            row("remote", peer, remote if answered else None, local.role)]
-    if not answered and _host_key_changed(remote):
-        rows[-1] = dataclasses.replace(rows[-1], message=f"{rows[-1].message}: {HOST_KEY_CHANGED}")
-    return rows
+    if isinstance(remote, BaseException):
+        rows = [row("local", me, local, None), row("remote", peer, None, local.role)]
+        if _host_key_changed(remote):
+            rows[-1] = dataclasses.replace(rows[-1], message=f"{rows[-1].message}: {HOST_KEY_CHANGED}")
+        return rows
+    return [row("local", me, local, remote.role), row("remote", peer, remote, local.role)]
 
 
 def _host_key_changed(exc: BaseException) -> bool:

@@ -59,7 +59,7 @@ async def roll_back(nodes: list[NodeOps], snapshots: list[dict], progress: Progr
             await asyncio.shield(node.stop())
         except Exception:  # noqa: BLE001 - restore() below stops again and reports
             pass
-    for node, snapshot in zip(reversed(nodes), reversed(snapshots)):
+    for node, snapshot in zip(reversed(nodes), reversed(snapshots), strict=True):
         progress(f"Rolling back {node.name}")
         for attempt in range(RESTORE_ATTEMPTS):
             try:

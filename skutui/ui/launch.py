@@ -7,8 +7,9 @@ from typing import Any
 
 from skutui.domain.errors import Failed
 from skutui.domain.paths import Paths
+from skutui.ui.app import SkutuiApp
 from skutui.ui.errors import LOG_FILE
-
+from skutui.ui.profile import detect_profile
 
 PRELOAD = ("pyroute2", "skutui.peer")
 """What the real service imports on first use, slow to import (netlink; SSH): the console
@@ -32,6 +33,7 @@ class UnavailableService:
 def build(paths: Paths) -> Any:
     """The real cluster service, or a stand-in that explains why there is none."""
     try:
+        # Imported here so that an installation missing a piece still opens the console.
         from skutui.cluster.operations import build_service
     except ImportError as error:
         logging.getLogger("skutui.ui").error("cluster service unavailable", exc_info=error)
@@ -52,9 +54,6 @@ def build(paths: Paths) -> Any:
 
 
 def launch_console(ascii_profile: bool, paths: Paths) -> int:
-    from skutui.ui.app import SkutuiApp
-    from skutui.ui.profile import detect_profile
-
     try:
         logging.basicConfig(filename=LOG_FILE, level=logging.INFO)
     except OSError:

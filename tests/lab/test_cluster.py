@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import stat
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import asyncssh
@@ -99,7 +101,7 @@ class AddressMonitor:
         self.cluster, self.node = cluster, node
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            cluster.lab.command(node, ["sh", "-c", "echo $$; exec ip -o monitor address"]),
+            cluster.lab.command(node, ["sh", "-c", "echo $$; exec ip -o -ts monitor address"]),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, env=cluster.lab.environment())
         self.pid = int(self.proc.stdout.readline())
@@ -118,6 +120,18 @@ class AddressMonitor:
 
     def vip_changes(self) -> list[str]:
         return [line for line in self.lines if f" {VIP}/" in line]
+
+    def vip_gaps(self) -> list[float]:
+        """Seconds from each removal of the floating IP to its return (inf if it did not)."""
+        gaps, removed = [], None
+        for line in self.vip_changes():
+            moment = datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+            if "Deleted" in line:
+                removed = moment
+            elif removed is not None:
+                gaps.append(moment - removed)
+                removed = None
+        return gaps + ([math.inf] if removed is not None else [])
 
     def stop(self) -> None:
         self.cluster.run(self.node, "kill", str(self.pid))

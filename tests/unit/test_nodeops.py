@@ -21,7 +21,7 @@ from skutui.domain.model import ClusterConfig, Role
 from skutui.domain.paths import Paths
 from skutui.peer import CommandResult, RemoteCommandFailed
 from skutui.system.node import NodeFacts
-from tests.unit.fake_nodes import A, B, FINGERPRINT, PASSWORD, request
+from tests.unit.fake_nodes import FINGERPRINT, PASSWORD, A, B, request
 
 CONFIG = ClusterConfig(interface="eth0", nodes=(A, B))
 FACTS = NodeFacts(hostname="node-b", version="0.1.0", configured=True, role=Role.BACKUP,

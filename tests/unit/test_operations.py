@@ -21,7 +21,7 @@ from skutui.domain.model import ClusterConfig, Node, Role, Status
 from skutui.domain.paths import Paths
 from skutui.domain.wire import Event, NodeRow
 from skutui.peer import HostKeyChanged, PeerUnreachable
-from tests.unit.fake_nodes import A, B, FINGERPRINT, Connected, Pair, cluster, operations
+from tests.unit.fake_nodes import FINGERPRINT, A, B, Connected, Pair, cluster, operations
 
 
 @pytest.fixture

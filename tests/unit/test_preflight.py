@@ -14,7 +14,7 @@ from skutui.cluster.nodeops import RemoteNodeError
 from skutui.domain.errors import BadInput, Failed, ValidationError
 from skutui.domain.model import ClusterConfig
 from skutui.domain.wire import CheckResult
-from tests.unit.fake_nodes import A, B, FINGERPRINT, Pair, operations, request
+from tests.unit.fake_nodes import FINGERPRINT, A, B, Pair, operations, request
 
 
 @pytest.fixture
@@ -88,7 +88,8 @@ FAILURES: list[tuple[str, Callable[[Pair], None], str, str]] = [
      "6.2 s apart", "synchronise both clocks (NTP)"),
     ("Virtual router id 51 free", heard_other,
      "already used by 198.18.0.9", "stop that router or choose another virtual router id"),
-    ("Virtual router id 51 free", lambda pair: setattr(pair, "probe_error", PermissionError(1, "Operation not permitted")),
+    ("Virtual router id 51 free",
+     lambda pair: setattr(pair, "probe_error", PermissionError(1, "Operation not permitted")),
      "cannot listen for VRRP: [Errno 1] Operation not permitted", "run skutui as root"),
 ]
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from textual.pilot import Pilot
-from skutui.ui.widgets.fields import TextField
 
 from skutui.ui.app import SkutuiApp
 from skutui.ui.profile import ConsoleProfile
+from skutui.ui.widgets.fields import TextField
 from tests.fakes import FLOATING_IP, PASSWORD, REMOTE, FakeClusterService
 
 Reach = Callable[[Pilot], Awaitable[None]]

@@ -6,7 +6,7 @@ from textual.pilot import Pilot
 
 from skutui.cluster.preflight import PEER_NIC, SAME_VERSION
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import tap, FormValues, Scene, fill_create_form, on_screen, shows, steps_done
+from tests.ui.snapshot_apps.common import FormValues, Scene, fill_create_form, on_screen, shows, steps_done, tap
 
 
 def no_cluster(**knobs) -> FakeClusterService:

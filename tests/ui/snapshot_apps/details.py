@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.pilot import Pilot
 
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import tap, Scene, on_screen, shows, steps_done
+from tests.ui.snapshot_apps.common import Scene, on_screen, shows, steps_done, tap
 
 
 async def details(pilot: Pilot) -> None:
@@ -70,12 +70,14 @@ SCENES = [
     Scene("help", FakeClusterService, help_screen, wide=True),
     Scene(
         "error",
-        lambda: FakeClusterService(errors={"link_names": "Could not list the links of node-a: netlink timed out; try again."}),
+        lambda: FakeClusterService(
+            errors={"link_names": "Could not list the links of node-a: netlink timed out; try again."}),
         error_dialog,
     ),
     Scene(
         "start_failed",
-        lambda: FakeClusterService(errors={"cluster": "/etc/skutui/cluster.toml line 2: unterminated string; fix or remove the file."}),
+        lambda: FakeClusterService(
+            errors={"cluster": "/etc/skutui/cluster.toml line 2: unterminated string; fix or remove the file."}),
         start_failed,
     ),
 ]

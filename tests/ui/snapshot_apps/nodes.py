@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.pilot import Pilot
 
 from tests.fakes import FakeClusterService
-from tests.ui.snapshot_apps.common import tap, Scene, on_screen, shows
+from tests.ui.snapshot_apps.common import Scene, on_screen, shows, tap
 
 
 async def nodes_seen(pilot: Pilot, text: str) -> None:
