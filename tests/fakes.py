@@ -269,6 +269,7 @@ class FakeClusterService:
             return []
         for node in (LOCAL, REMOTE):
             progress(f"Applying on {node.hostname}")
+        progress(lifecycle.RELOADING)
         self._rolled_back("edit", progress)
         self.config = updated
         return lines

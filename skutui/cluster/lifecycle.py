@@ -42,11 +42,11 @@ def no_progress(line: str) -> None:
 def new_config(contacted: Contacted, synced_root: str) -> ClusterConfig:
     """The configuration both nodes get, once pre-flight knows both hostnames."""
     checked = contacted.checked
-    context = settings.Context(local=contacted.local_inventory["hostname"],
-                               remote=contacted.remote_inventory["hostname"])
+    local, remote = contacted.local_inventory["hostname"], contacted.remote_inventory["hostname"]
+    context = settings.Context(local=local, remote=remote)
     config = ClusterConfig(
         interface=checked.local.interface,
-        nodes=(Node(context.local, checked.local.address), Node(context.remote, checked.remote_ip)),
+        nodes=(Node(local, checked.local.address), Node(remote, checked.remote_ip)),
         synced_paths=(synced_root,),
         **settings.check_all(checked.settings, context),
     )
@@ -126,6 +126,9 @@ async def create(local: NodeOps, remote: NodeOps, config: ClusterConfig,
     progress(f"Cluster created: {local.name} and {remote.name}")
 
 
+RELOADING = "Reloading both nodes"
+
+
 async def edit(local: NodeOps, remote: NodeOps, updated: ClusterConfig, progress: Progress) -> None:
     """Both nodes keep running: a failed edit puts the files back without a takeover."""
 
@@ -133,7 +136,12 @@ async def edit(local: NodeOps, remote: NodeOps, updated: ClusterConfig, progress
         for ops in (local, remote):
             progress(f"Applying on {ops.name}")
             await ops.apply(updated)
-            await ops.reload()
+        # The backup first: when a new heartbeat transport makes the master's keepalived
+        # re-create its instance, the old one says goodbye (priority 0) and the backup must
+        # already listen on the new transport, where the master is back at once.
+        progress(RELOADING)
+        await remote.reload()
+        await local.reload()
 
     await transaction([local, remote], steps, progress, stop_first=False)
 

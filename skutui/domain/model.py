@@ -22,6 +22,11 @@ DEFAULT_VIRTUAL_ROUTER_ID = 51
 
 FAILBACK_DISABLED = "disabled"
 
+TRANSPORT_UNICAST = "unicast"
+TRANSPORT_MULTICAST = "multicast"
+TRANSPORTS = (TRANSPORT_UNICAST, TRANSPORT_MULTICAST)
+"""How VRRP adverts travel: to the peer's cluster IP, or to VRRP's multicast group."""
+
 MAINTENANCE_TRACK_FILE = "maintenance"
 """Name of the keepalived track_file that holds the maintenance flag: non-zero means FAULT."""
 
@@ -70,6 +75,7 @@ class ClusterConfig:
     interface: str
     """The cluster NIC: same name on both nodes, carries each node's cluster IP."""
     nodes: tuple[Node, Node]
+    heartbeat_transport: str = TRANSPORT_UNICAST
     check_interval: float = DEFAULT_CHECK_INTERVAL
     failback: str = FAILBACK_DISABLED
     """``disabled`` or the hostname of the node that takes the floating IPs back."""

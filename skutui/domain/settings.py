@@ -28,6 +28,7 @@ from skutui.domain.model import (
     CHECK_INTERVAL_MIN,
     CHECK_INTERVAL_STEP,
     FAILBACK_DISABLED,
+    TRANSPORTS,
     ClusterConfig,
 )
 
@@ -237,6 +238,16 @@ def _show_failback(value: str, context: Context) -> str:
     return value
 
 
+def _check_heartbeat_transport(value: object, context: Context) -> str:
+    label = HEARTBEAT_TRANSPORT.label
+    choices = " or ".join(TRANSPORTS)
+    given = values.text(value, "heartbeat_transport", label, choices)
+    if given.lower() not in TRANSPORTS:
+        raise ValidationError("heartbeat_transport", f"{label} {given!r} is not a transport "
+                                                     f"VRRP offers here; enter {choices}.")
+    return given.lower()
+
+
 def _check_interface(value: object, context: Context) -> str:
     return values.interface_name(value, "interface", INTERFACE.label)
 
@@ -341,6 +352,11 @@ def _check_virtual_router_id(value: object, context: Context) -> int:
 
 INTERFACE = Setting(
     "interface", "Interface", Kind.TEXT, _check_interface, required=True)
+HEARTBEAT_TRANSPORT = Setting(
+    "heartbeat_transport", "Heartbeat transport", Kind.TEXT, _check_heartbeat_transport,
+    flag_help="how VRRP adverts travel: unicast to the peer's cluster IP (default; works in "
+              "clouds), or multicast to VRRP's group on the cluster NIC",
+    metavar="|".join(TRANSPORTS), aliases=("--transport",), on_create=True, on_edit=True)
 FAILBACK = Setting(
     "failback", "Failback", Kind.TEXT, _check_failback, _show_failback,
     flag_help="the node that takes the floating IPs back when it returns: disabled, local, "
@@ -373,7 +389,7 @@ VIRTUAL_ROUTER_ID = Setting(
     metavar="ID", on_create=True)
 
 SETTINGS: tuple[Setting, ...] = (
-    INTERFACE, FAILBACK, CHECK_INTERVAL, TRACKED_INTERFACES, FLOATING_IPS, SYNCED_PATHS,
+    INTERFACE, HEARTBEAT_TRANSPORT, FAILBACK, CHECK_INTERVAL, TRACKED_INTERFACES, FLOATING_IPS, SYNCED_PATHS,
     SERVICES, VIRTUAL_ROUTER_ID,
 )
 """In the order they are shown."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from skutui import __version__
 from skutui.domain import codec
 from skutui.domain.errors import BadInput, Failed
-from skutui.domain.model import ClusterConfig, Role
+from skutui.domain.model import TRANSPORT_MULTICAST, TRANSPORT_UNICAST, ClusterConfig, Role
 from skutui.domain.paths import Paths
 from skutui.domain.render import render_conntrackd, render_keepalived
 from skutui.system import store
@@ -32,6 +32,11 @@ from skutui.system.files import write_bytes_atomic, write_text_atomic
 from skutui.system.hook import hook_command
 from skutui.system.journal import Journal
 from skutui.system.net import discover_addresses
+
+VRRP_GROUPS = ("224.0.0.18", "ff02::12")
+"""VRRP's multicast groups (RFC 5798): what a multicast keepalived joins on its interface."""
+TRANSPORT_SWITCH_TIMEOUT = 5.0
+TRANSPORT_SWITCH_POLL = 0.01
 
 MAINTENANCE_ON = "1"
 MAINTENANCE_OFF = "0"
@@ -212,8 +217,9 @@ class LocalNode:
         return [p.cluster_file, p.keepalived_conf, p.conntrackd_conf, p.role_file,
                 p.maintenance_flag]
 
-    def apply(self, config: ClusterConfig) -> None:
-        """Write cluster.toml and both daemon configurations; keepalived checks its own first."""
+    def apply(self, config: ClusterConfig, claim: bool = False) -> None:
+        """Write cluster.toml and both daemon configurations; keepalived checks its own first.
+        ``claim``: keepalived's with the owner's priority (see ``PRIORITY_CLAIM``)."""
         hostname = socket.gethostname()
         try:
             config.node(hostname)
@@ -223,7 +229,8 @@ class LocalNode:
                 f"({', '.join(n.hostname for n in config.nodes)})"
             ) from None
         keepalived_text = render_keepalived(
-            config, hostname, self.paths, hook_command(skutui_command(), self.paths.transition_mark))
+            config, hostname, self.paths, hook_command(skutui_command(), self.paths.transition_mark),
+            claim)
         self._check_keepalived(keepalived_text)
         self.paths.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.paths.maintenance_flag.exists():
@@ -242,17 +249,43 @@ class LocalNode:
 
     def reload(self) -> None:
         """Re-render both daemon configurations from cluster.toml; keepalived re-reads its own
-        without dropping the floating IPs, conntrackd is restarted only if its file changed."""
+        without dropping the floating IPs, conntrackd is restarted only if its file changed.
+
+        A new heartbeat transport makes keepalived re-create its instance, which starts as
+        backup without the floating IPs: on the master that one reload claims the owner's
+        priority, and once keepalived speaks the new transport the usual one is put back."""
         config = self.config()
         if config is None:
             raise NodeError("no cluster is configured on this node")
         before = self.paths.conntrackd_conf.read_bytes() if self.paths.conntrackd_conf.exists() else b""
-        self.apply(config)
+        claim = (self.keepalived.running() and self.role() is Role.MASTER
+                 and self.heard_transport(config) != config.heartbeat_transport)
+        self.apply(config, claim)
         if self.keepalived.running():
+            self.keepalived.reload()
+        if claim:
+            self._await_transport(config)
+            self.apply(config)
             self.keepalived.reload()
         if self.conntrackd.running() and self.paths.conntrackd_conf.read_bytes() != before:
             self.conntrackd.stop()
             self.conntrackd.start()
+
+    def heard_transport(self, config: ClusterConfig) -> str:
+        """The transport keepalived speaks now, as the kernel records it: a multicast instance
+        has joined VRRP's group on the cluster NIC."""
+        for link in _ip_json("maddr", "show", "dev", config.interface):
+            if any(entry.get("address") in VRRP_GROUPS for entry in link.get("maddr", [])):
+                return TRANSPORT_MULTICAST
+        return TRANSPORT_UNICAST
+
+    def _await_transport(self, config: ClusterConfig) -> None:
+        deadline = time.monotonic() + TRANSPORT_SWITCH_TIMEOUT
+        while self.heard_transport(config) != config.heartbeat_transport:
+            if time.monotonic() > deadline:
+                raise NodeError(f"keepalived did not take the {config.heartbeat_transport} heartbeat "
+                                f"within {TRANSPORT_SWITCH_TIMEOUT:g} s")
+            time.sleep(TRANSPORT_SWITCH_POLL)
 
     def start(self) -> None:
         """conntrackd first, so the first transition keepalived reports finds it running."""

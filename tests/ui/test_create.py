@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from skutui.ui.widgets.fields import TextField
-
 
 from skutui.cluster import preflight
+from skutui.ui.widgets.fields import TextField
 from tests.fakes import FLOATING_IP, HOST_KEY, LOCAL, PASSWORD, REMOTE, FakeClusterService
 from tests.ui.snapshot_apps.common import (
-    tap,
     FormValues,
     build,
     fill_create_form,
@@ -18,6 +16,7 @@ from tests.ui.snapshot_apps.common import (
     screen_text,
     shows,
     steps_done,
+    tap,
 )
 
 
@@ -57,7 +56,7 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         [(_, request)] = service.called("create")
         assert (request.local_ip, request.remote_ip, request.password) == (LOCAL.ip, REMOTE.ip, PASSWORD)
         assert request.settings == {"floating_ips": (FLOATING_IP,), "check_interval": 1.0,
-                                    "failback": "disabled"}
+                                    "failback": "disabled", "heartbeat_transport": "unicast"}
         assert request.host_key_fingerprint == HOST_KEY
         await tap(pilot, "enter")
         await on_screen(pilot, "DetailsScreen")

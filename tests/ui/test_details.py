@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from skutui.ui.widgets.fields import TextField
-
 from skutui.domain.wire import EditRequest
+from skutui.ui.widgets.fields import TextField
 from tests.fakes import FLOATING_IP, FakeClusterService
-from tests.ui.snapshot_apps.common import tap, build, log_text, on_screen, screen_text, shows, steps_done
+from tests.ui.snapshot_apps.common import build, log_text, on_screen, screen_text, shows, steps_done, tap
 
 
 async def test_details_show_the_configured_cluster():
@@ -42,7 +41,7 @@ async def test_edit_applies_what_changed_and_lists_it():
         [(_, request)] = service.called("edit")
         assert request == EditRequest({
             "failback": "node-a", "tracked_interfaces": ("eth1", "eth2"), "check_interval": 2.0,
-            "floating_ips": (FLOATING_IP,)})
+            "heartbeat_transport": "unicast", "floating_ips": (FLOATING_IP,)})
         log = log_text(app)
         assert "Changed:" in log and "Check interval: 1 s -> 2 s" in log
         assert "Failback: disabled -> node-a (this node)" in log

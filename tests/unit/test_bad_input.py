@@ -360,6 +360,7 @@ node's, nor the network or broadcast address of a prefix from /8 to /28)."""
 
 MIN, MAX = Decimal(str(CHECK_INTERVAL_MIN)), Decimal(str(CHECK_INTERVAL_MAX))
 NOT_FINITE = st.sampled_from(["nan", "NaN", "-nan", "sNaN", "inf", "-inf", "+inf", "Infinity", "-Infinity"])
+BAD_TRANSPORT = argv_text().filter(lambda t: t.strip().lower() not in {"unicast", "multicast"})
 BAD_ROUTER_ID = st.one_of(
     st.integers().filter(lambda v: not 1 <= v <= 255).map(str),
     argv_text().filter(lambda t: not t.strip().isdigit()),
@@ -458,6 +459,7 @@ def create_calls(command: str) -> st.SearchStrategy[Call]:
         option("--failback", argv_text().filter(
             lambda t: t.strip().lower() not in {"disabled", "local", "remote", LOCAL.hostname}), "Failback"),
         option("--virtual-router-id", BAD_ROUTER_ID, "Virtual router ID"),
+        option("--heartbeat-transport", BAD_TRANSPORT, "Heartbeat transport"),
         BAD_FINGERPRINT.map(lambda value: create_call(
             command, f"--accept-host-key={value}", names=("--accept-host-key", "Host key fingerprint"),
             base=without(CREATE, "--trust-new-host-key"))),
@@ -520,6 +522,9 @@ SYNTAX_ERRORS_OF_EDIT = st.one_of(
     bad_tracked_list(BAD_INTERFACE_NAME.filter(lambda name: "," not in name)).flatmap(
         lambda v: st.sampled_from([(f"--track={v}", ("--track", "Tracked interface")),
                                    (f"--tracked-interfaces={v}", ("--track", "Tracked interface"))])),
+    BAD_TRANSPORT.flatmap(lambda v: st.sampled_from([
+        (f"--heartbeat-transport={v}", ("--transport", "Heartbeat transport")),
+        (f"--transport={v}", ("--transport", "Heartbeat transport"))])),
     st.sampled_from(["--check-interval", "--failback", "--track"]).map(
         lambda name: (name, (name,))),
 )
@@ -734,8 +739,9 @@ def test_unknown_commands_and_options_are_refused(system, roots, call):
 
 COVERED = {
     ("cluster", "check"): {"--local-ip", "--remote-ip", "--floating-ip", "--check-interval", "--failback",
-                           "--virtual-router-id", "--accept-host-key"},
-    ("cluster", "edit"): {"--check-interval", "--failback", "--tracked-interfaces", "--floating-ip"},
+                           "--virtual-router-id", "--heartbeat-transport", "--accept-host-key"},
+    ("cluster", "edit"): {"--check-interval", "--failback", "--tracked-interfaces", "--floating-ip",
+                          "--heartbeat-transport"},
     ("maintenance",): {"state", "--node"},
     ("exec",): {"--wait", "--command-timeout", "command"},
     ("events",): {"--recent"},
@@ -871,7 +877,8 @@ BAD_DOCUMENTS = st.one_of(
     # The wrong kind of value for a key.
     *(bad_value((key,), of_another_kind(*kinds)) for key, kinds in {
         "schema_version": (int,), "interface": (str,), "check_interval": (int, float), "failback": (str,),
-        "virtual_router_id": (int,), "nodes": (dict,), **{k: (list,) for k in LIST_KEYS}}.items()),
+        "virtual_router_id": (int,), "heartbeat_transport": (str,), "nodes": (dict,),
+        **{k: (list,) for k in LIST_KEYS}}.items()),
     *(bad_value((key,), list_with(key, of_another_kind(str))) for key in LIST_KEYS),
     bad_value(("nodes", NODES[1]), of_another_kind(dict)),
     bad_value(("nodes", NODES[1], "ip"), of_another_kind(str)),
@@ -890,6 +897,7 @@ BAD_DOCUMENTS = st.one_of(
     bad_value(("failback",), st.text(max_size=12).filter(
         lambda t: t.strip().lower() not in {"disabled", *(node.lower() for node in NODES)})),
     bad_value(("interface",), BAD_INTERFACE_NAME),
+    bad_value(("heartbeat_transport",), BAD_TRANSPORT),
     bad_value(("tracked_interfaces",), list_with("tracked_interfaces", BAD_INTERFACE_NAME)),
     bad_value(("floating_ips",), list_with("floating_ips", BAD_FLOATING_IP)),
     bad_value(("floating_ips",), TWICE_FLOATING.map(list)),

@@ -15,7 +15,7 @@ from skutui.domain.errors import BadInput, Failed, Interrupted, ValidationError
 from skutui.domain.model import Role
 from skutui.domain.values import format_seconds
 from skutui.domain.wire import EditRequest
-from tests.unit.fake_nodes import A, B, FINGERPRINT, Connected, Pair, cluster, operations, request
+from tests.unit.fake_nodes import FINGERPRINT, A, B, Connected, Pair, cluster, operations, request
 
 
 @pytest.fixture(autouse=True)
@@ -230,8 +230,8 @@ async def test_edit_applies_and_reloads_both_nodes_and_lists_what_changed(pair, 
     updated = cluster(check_interval=0.5, failback="node-a")
     assert pair.a.cluster == pair.b.cluster == updated
     assert pair.steps() == [("node-a", "snapshot"), ("node-b", "snapshot"),
-                            ("node-a", "apply", updated), ("node-a", "reload"),
-                            ("node-b", "apply", updated), ("node-b", "reload")]
+                            ("node-a", "apply", updated), ("node-b", "apply", updated),
+                            ("node-b", "reload"), ("node-a", "reload")]
 
 
 async def test_edit_with_nothing_to_change_touches_nothing(pair, ops):

@@ -226,6 +226,20 @@ def config_test(path):
 
 
 @needs_keepalived
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+@pytest.mark.parametrize("transport", ["unicast", "multicast"])
+@pytest.mark.parametrize("claim", [False, True])
+def test_keepalived_config_test_accepts_each_transport_and_the_claim(tmp_path, family, transport, claim):
+    cfg = cluster(IPV4 if family == "ipv4" else IPV6, heartbeat_transport=transport,
+                  floating_ips=(FLOATING[family, "main"],))
+    path = tmp_path / "node-a.conf"
+    path.write_text(render.render_keepalived(cfg, "node-a", PATHS, NOTIFY, claim=claim))
+    result = config_test(path)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and output == "", output
+
+
+@needs_keepalived
 @pytest.mark.parametrize(("failback", "family", "floats", "tracked", "interval"), VARIANTS)
 def test_keepalived_config_test_accepts(tmp_path, failback, family, floats, tracked, interval):
     cfg = cluster(
@@ -325,3 +339,23 @@ def test_every_rendered_line_is_ascii_without_tabs():
         render.render_conntrackd(cfg, "node-a", PATHS),
     ):
         assert text.isascii() and "\t" not in text and text.endswith("\n")
+
+
+def test_a_claim_starts_the_instance_as_master_with_the_owners_priority():
+    """Only for the master's reload that re-creates keepalived's instance (a new heartbeat
+    transport): without it the re-created instance waits as backup, without the floating IPs."""
+    config = cluster(floating_ips=("198.18.0.100/24",), failback="node-b")
+    usual = render.render_keepalived(config, "node-a", PATHS, NOTIFY)
+    claimed = render.render_keepalived(config, "node-a", PATHS, NOTIFY, claim=True)
+    assert "state BACKUP" in usual and f"priority {render.PRIORITY_YIELDING}" in usual
+    assert "state MASTER" in claimed and "priority 255" in claimed
+    assert claimed.replace("state MASTER", "state BACKUP").replace(
+        "priority 255", f"priority {render.PRIORITY_YIELDING}") == usual
+
+
+@pytest.mark.parametrize("transport", ["unicast", "multicast"])
+def test_the_heartbeat_transport_decides_where_adverts_go(transport):
+    text = render.render_keepalived(cluster(heartbeat_transport=transport), "node-a", PATHS, NOTIFY)
+    unicast = ("unicast_src_ip 198.18.0.1", "unicast_peer {\n        198.18.0.2\n    }", "check_unicast_src")
+    assert all((line in text) == (transport == "unicast") for line in unicast), text
+    assert ("mcast_src_ip 198.18.0.1" in text) == (transport == "multicast")

@@ -61,7 +61,7 @@ def test_dumps_layout():
     assert document["nodes"] == {"node-a": {"ip": "198.18.0.1"}, "lb2.example.com": {"ip": "198.18.0.2"}}
     assert '[nodes."lb2.example.com"]' in text
     assert list(document) == [
-        "schema_version", "interface", "failback", "check_interval", "tracked_interfaces",
+        "schema_version", "interface", "heartbeat_transport", "failback", "check_interval", "tracked_interfaces",
         "floating_ips", "synced_paths", "services", "virtual_router_id", "nodes",
     ]
 

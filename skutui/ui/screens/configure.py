@@ -17,8 +17,14 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from skutui.domain import validation
-from skutui.domain.model import DEFAULT_CHECK_INTERVAL, FAILBACK_DISABLED, InterfaceAddress
-from skutui.domain.settings import Context
+from skutui.domain.model import (
+    DEFAULT_CHECK_INTERVAL,
+    FAILBACK_DISABLED,
+    TRANSPORT_UNICAST,
+    TRANSPORTS,
+    InterfaceAddress,
+)
+from skutui.domain.settings import HEARTBEAT_TRANSPORT, Context
 from skutui.domain.wire import CreateRequest
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck
@@ -86,6 +92,8 @@ class ConfigureScreen(FormScreen):
                         id="check_interval")
         yield Choice(failback_options(text(self.view.hostname), None), FAILBACK_DISABLED, vertical=True,
                      label="Failback", id="failback")
+        yield Choice([(name, name) for name in TRANSPORTS], TRANSPORT_UNICAST, label=HEARTBEAT_TRANSPORT.label,
+                     id="heartbeat_transport")
         yield ActionButton("Apply", id="apply", disabled=self.candidates == [], action="screen.apply")
 
     def address_options(self) -> tuple[list[tuple[str, str]], str | None]:
@@ -149,7 +157,7 @@ class ConfigureScreen(FormScreen):
         password = check("password", lambda: validation.passwords(value("password"), value("confirmation")))
         context = Context(local=self.view.hostname, node_ips=tuple(ip for ip in (local, remote) if ip))
         chosen = {key: self.read_setting(check, key, context)
-                  for key in ("floating_ips", "check_interval", "failback")}
+                  for key in ("floating_ips", "check_interval", "failback", "heartbeat_transport")}
         self.show_errors(check.errors)
         if not check.ok or local is None or remote is None or password is None:  # None only beside an error
             return None

@@ -7,7 +7,8 @@ from textual.binding import Binding
 from textual.widgets import Static
 from textual.widgets.selection_list import Selection
 
-from skutui.domain.settings import Context
+from skutui.domain.model import TRANSPORTS
+from skutui.domain.settings import HEARTBEAT_TRANSPORT, Context
 from skutui.domain.wire import EditRequest
 from skutui.ui.forms import FormCheck
 from skutui.ui.screens.base import FormScreen
@@ -57,6 +58,8 @@ class EditScreen(FormScreen):
         yield Field("Tracked interfaces", Checklist(always, *others, id="tracked_interfaces"))
         yield TextField(f"{cluster.check_interval:g}", placeholder="seconds, 0.1 to 40", label="Check interval (s)",
                         id="check_interval")
+        yield Choice([(name, name) for name in TRANSPORTS], cluster.heartbeat_transport,
+                     label=HEARTBEAT_TRANSPORT.label, id="heartbeat_transport")
         yield TextField(", ".join(cluster.floating_ips), placeholder="comma separated", label="Floating IPs",
                         id="floating_ips")
         yield ActionButton("Apply", id="apply", action="screen.apply")
@@ -68,7 +71,8 @@ class EditScreen(FormScreen):
         check = FormCheck()
         context = Context.of(self.cluster, self.view.hostname, self.links)
         changes = {key: self.read_setting(check, key, context)
-                   for key in ("failback", "tracked_interfaces", "check_interval", "floating_ips")}
+                   for key in ("failback", "tracked_interfaces", "check_interval", "heartbeat_transport",
+                               "floating_ips")}
         self.show_errors(check.errors)
         if not check.ok:
             return None
