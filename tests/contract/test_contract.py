@@ -103,7 +103,7 @@ def test_status_carries_the_same_rows(told):
 def test_edit_says_what_changed_and_then_that_nothing_is_to_be_changed(told):
     assert told["edit"] == {
         "lines": [f"Check interval: {format_seconds(INTERVAL)} s -> {format_seconds(EDITED_INTERVAL)} s"],
-        "progress": ["Applying on node-a", "Applying on node-b"]}
+        "progress": ["Applying on node-a", "Applying on node-b", lifecycle.RELOADING]}
     assert told["edit_again"] == []
     assert told["interval_after_edit"] == EDITED_INTERVAL
 
