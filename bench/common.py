@@ -144,6 +144,28 @@ def rounds(args: argparse.Namespace, default: int) -> int:
     return value
 
 
+def intervals(args: argparse.Namespace, option: str, default: str) -> list[float]:
+    """The check intervals ``--OPTION`` names (comma-separated seconds)."""
+    return [float(x) for x in str(getattr(args, option, None) or default).split(",") if x]
+
+
+def each_interval(values: Sequence[float], measure: Callable[[float], Row],
+                  name: Callable[[float], str], target: str, *,
+                  errors: tuple[type[BaseException], ...] = (BenchError,),
+                  after_failure: Callable[[], object] | None = None) -> list[Row]:
+    """One row per interval: what ``measure`` found, or a failed row naming the interval
+    (``after_failure`` then puts the lab back for the next one)."""
+    rows: list[Row] = []
+    for interval in values:
+        try:
+            rows.append(measure(interval))
+        except errors as exc:
+            rows.append(failed_row(name(interval), target, exc))
+            if after_failure is not None:
+                after_failure()
+    return rows
+
+
 def standalone(collect: Callable[[argparse.Namespace], list[Row]],
                add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
                description: str = "") -> None:

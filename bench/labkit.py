@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from common import BenchError, cmdline, kill_tree, note, parent_of
 
+from skutui.system.daemons import is_agent_command
 from skutui_lab import PASSWORD, Lab
 
 T = TypeVar("T")
@@ -41,13 +42,29 @@ LAB_NETNS = ("skutui-node-a", "skutui-node-b")
 ROLE_FILE = "/etc/skutui/local/role"
 MAINTENANCE_FLAG = "/etc/skutui/local/maintenance"
 CLUSTER_FILE = "/etc/skutui/cluster.toml"
+HAPROXY_CFG = """\
+global
+    daemon
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend www
+    bind :80
+    http-request return status 200 content-type text/plain string "{answer}"
+"""
+"""haproxy answering every request itself with ``answer``: the service the load-balancer
+benches kill and time, with no backend of its own to wait on."""
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
-AGENT_MARK = "--skutui-agent"
-NODE_KEY = "/etc/skutui/local/id_ed25519"
+BASELINE_KEY = "/root/.ssh/skutui-bench-baseline"
+"""root's own key, unrestricted, as the original tool logs in: skutui's key runs skutui's
+steps only, so the baselines (rsync, a command per ssh) cannot use it."""
 NODE_KNOWN_HOSTS = "/etc/skutui/local/known_hosts"
-SSH_OPTIONS = ("-i", NODE_KEY, "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={NODE_KNOWN_HOSTS}",
-               "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10")
-"""The plain OpenSSH client with the key and pinned host key skutui set up for the cluster."""
+SSH_OPTIONS = ("-F", "/dev/null", "-i", BASELINE_KEY, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+               "-o", f"UserKnownHostsFile={NODE_KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes",
+               "-o", "ConnectTimeout=10")
+"""The plain OpenSSH client with the baseline's key and the host key skutui pinned."""
 
 CREATE_TIMEOUT = 180.0
 SETTLE_TIMEOUT = 60.0
@@ -247,12 +264,20 @@ class LabBench:
             self.children.remove(process)
 
     def ssh_options(self, node: str = A) -> list[str]:
-        """OpenSSH client options that log in from ``node`` to its peer with skutui's key and
-        pinned host key; checked once."""
+        """OpenSSH client options that log in from ``node`` to its peer as root with a key of
+        the baseline's own (made and allowed there on first use) and skutui's pinned host
+        key; checked once. The lab going down takes the key and its line with it."""
         peer = IPS[other(node)]
+        self.run(node, "sh", "-c", f"test -e {BASELINE_KEY} || ssh-keygen -q -t ed25519 -N '' "
+                                   f"-C skutui-bench-baseline -f {BASELINE_KEY}")
+        public = (self.read(node, BASELINE_KEY + ".pub") or "").strip()
+        allowed = self.read(other(node), "/root/.ssh/authorized_keys") or ""
+        if public.split()[1] not in allowed:
+            self.run(other(node), "sh", "-c", "umask 077; cat >> /root/.ssh/authorized_keys",
+                     input=public + "\n")
         result = self.run(node, "ssh", *SSH_OPTIONS, f"root@{peer}", "true", check=False)
         if result.returncode != 0:
-            raise BenchError(f"plain ssh from {node} to {peer} with skutui's key failed: "
+            raise BenchError(f"plain ssh from {node} to {peer} with the baseline's key failed: "
                              f"{result.stderr.strip()}")
         return list(SSH_OPTIONS)
 
@@ -310,7 +335,8 @@ class LabBench:
                 if "events" in cmdline(pid) and "--json" in cmdline(pid)]
 
     def agent_pid(self, node: str) -> int | None:
-        pids = [p for p in self.processes(node) if AGENT_MARK in cmdline(p)]
+        pids = [p for p in self.processes(node)
+                if is_agent_command([arg.encode() for arg in cmdline(p)])]
         return pids[0] if pids else None
 
     def stable(self, master: str) -> bool:

@@ -10,34 +10,25 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from skutui.domain.model import Status  # noqa: E402
 from skutui.ui.app import SkutuiApp  # noqa: E402
 from skutui.ui.profile import detect_profile  # noqa: E402
 from tests.fakes import FakeClusterService  # noqa: E402
 
 EVENT_MESSAGE = "conntrackd is not running on this node"
 """What the agent's service check says when a daemon stops (skutui.agent.services)."""
-CHANGED_MESSAGE = "Failed services: conntrackd"
-"""What the status digest says for a backup without conntrackd (skutui.domain.digest)."""
+CHANGED_MESSAGE = "Not ready: conntrackd"
+"""The start of what the node table says for a backup without conntrackd (skutui.cluster.rows,
+from skutui.domain.readiness; the fake's rows are the product's): the rest is cut at 80
+columns."""
 
 
 class OneChangeService(FakeClusterService):
-    conntrackd_down: bool = False
-
-    async def nodes(self):
-        rows = await super().nodes()
-        if not self.conntrackd_down:
-            return rows
-        return [replace(row, status=Status.FAILURE, message=CHANGED_MESSAGE)
-                if row.node == "remote" else row for row in rows]
-
     def break_conntrackd(self) -> None:
-        self.conntrackd_down = True
+        self.backup_conntrackd = False
         self.emit("service", "remote", EVENT_MESSAGE)
 
 

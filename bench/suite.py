@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """All the benchmarks, one table. Started by bench/run; see bench/README.md.
 
-Without the lab: start-up and serial cost. With it (root; each lab benchmark brings the lab up
-and down itself, and refuses to touch a lab that already exists): failover, event -> screen,
+Without the lab: start-up, serial cost, the journal drain, interfaces and package. With it
+(root; each lab benchmark brings the lab up and down itself, and refuses to touch a lab
+that already exists): failover, takeover, L7 outage, service failover, event -> screen,
 config sync, replication and idle cost.
 """
 
@@ -15,17 +16,26 @@ import time
 import events
 import failover
 import idle
+import interfaces
+import journal
+import l7_failover
+import package
 import replication
 import serial
+import service_failover
 import startup
 import sync
+import takeover
 from common import add_common_arguments, environment_line, failed_row, render_table
 
-BENCHES = (startup, serial, failover, events, sync, replication, idle)
+BENCHES = (startup, serial, journal, interfaces, package, failover, takeover, l7_failover,
+           service_failover, events, sync, replication, idle)
 TARGETS = {
-    "start-up": "<= 1.25x", "serial": "see targets", "failover": "<= 1.15x",
+    "start-up": "<= 1.25x", "serial": "see targets", "failover": "<= 0.35x",
+    "takeover": "<= 300 ms, 0 lost", "l7": "<= 1.15x", "service": "<= checks + advert + skew",
     "events": "<= 100 ms median", "sync": ">= 5x faster", "replication": ">= 10x faster",
-    "idle": "<= 1 % of a core",
+    "idle": "<= 1 % of a core", "journal": "<= 10 s", "interfaces": "faster than pyroute2",
+    "package": "—",
 }
 
 
@@ -34,7 +44,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--no-lab", action="store_true",
-                        help="only the benchmarks that need no lab (start-up, serial)")
+                        help="only the benchmarks that need no lab (start-up, serial, "
+                             "interfaces, package)")
     parser.add_argument("--only", metavar="NAME,NAME",
                         help="run these only: " + ", ".join(b.NAME for b in BENCHES))
     for bench in BENCHES:

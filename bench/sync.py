@@ -11,8 +11,8 @@ and nothing of the set-up is pushed. A round then:
 1. skutui: rewrites one file on node-a (seen from the host through the node's bound
    /etc/skutui) and polls node-b's copy every 2 ms until it holds the new bytes;
 2. baseline: rewrites the file again, waits until skutui has carried that too (so the two
-   never run at once), then runs on node-a `rsync -az --delete -e "ssh <skutui's key and
-   pinned host key>" /etc/skutui/bench/ root@198.18.0.2:/root/skutui-bench-rsync/` into a copy
+   never run at once), then runs on node-a `rsync -az --delete -e "ssh <root's own key and
+   skutui's pinned host key>" /etc/skutui/bench/ root@198.18.0.2:/root/skutui-bench-rsync/` into a copy
    that rsync itself keeps (seeded once, untimed), and checks the file arrived there. The
    time to enter the node (nsenter) is measured and taken off the rsync times.
 """

@@ -23,9 +23,16 @@ def _open_console(ascii_profile: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == [LAB_COMMAND]:
-        # The lab is not part of an appliance's installation; it is looked for only here.
-        from skutui_lab.cli import main as lab_main
-
+        try:
+            # The lab is not part of an appliance's installation; it is looked for only here.
+            from skutui_lab.cli import main as lab_main
+        except ModuleNotFoundError as exc:
+            if exc.name != "skutui_lab":
+                raise
+            print("skutui: the two-node lab is not part of this installation (the appliance "
+                  "package leaves it out); it comes with skutui's source: ./run console",
+                  file=sys.stderr)
+            return 1
         return lab_main(args)
     # Kept out of `skutui lab`, which has a parser of its own.
     from skutui.cli.main import run

@@ -1,4 +1,5 @@
-"""``skutui lab …``: bring the two-node lab up and down, look at it, run commands in a node.
+"""``skutui lab …``: bring the two-node lab up and down, reboot a node, look at it, run
+commands in a node.
 
 Exit codes: 0 success, 1 the action failed, 2 bad input, 3 (``status``) the lab is down;
 ``exec`` returns the command's own exit code. Expected failures print one line, no traceback.
@@ -107,6 +108,15 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 @_guarded
+def cmd_reboot(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    Lab().reboot(args.node)
+    print(f"{args.node} rebooted in {time.monotonic() - started:.2f} s (every process ended, "
+          "booted again from its disk)")
+    return EXIT_OK
+
+
+@_guarded
 def cmd_status(args: argparse.Namespace) -> int:
     status = Lab().status()
     if args.json:
@@ -178,6 +188,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     down = commands.add_parser("down", help="remove the lab: processes, namespaces, links, mounts")
     down.set_defaults(func=cmd_down)
+
+    reboot = commands.add_parser(
+        "reboot", help="end every process of a node at once and boot it again",
+        description="A power cut and a boot: every process of the node ends at once (no "
+                    "daemon stops cleanly), its network stack, /run and /tmp start empty, and "
+                    "its systemd boots it again from its disk, starting what is enabled there.")
+    reboot.add_argument("node", choices=NODE_NAMES)
+    reboot.set_defaults(func=cmd_reboot)
 
     status = commands.add_parser("status", help="is each node up, is its sshd running "
                                                 "(exit 0 up, 3 down)")

@@ -1,9 +1,13 @@
 """Two real cluster nodes on this machine, for demos and integration tests.
 
-Each node is a named network namespace plus its own mount, UTS and PID namespaces with a
-small PID 1 (``skutui_lab.init``), a real sshd, and the cluster's /etc folders bind-mounted
-from a per-node folder on the host, so a test reads from the host what skutui wrote inside
-a node. Every object is written to the state file before it is created, so ``down`` removes
+Each node boots like an appliance: a named network namespace plus its own mount, UTS, PID
+and cgroup namespaces, a disk of its own (an overlay of the host's root filesystem, kept in
+a per-node folder), and Debian's systemd as PID 1 (``skutui_lab.init`` builds the node, then
+execs it), which starts sshd, Debian's enabled keepalived and conntrackd units and skutui's
+agent unit from the node's /etc/systemd/system. The cluster's /etc folders are bind-mounted
+from the node's folder on the host, so a test reads from the host what skutui wrote inside
+a node. ``reboot`` ends every process of a node and boots it again from the same disk.
+Every object is written to the state file before it is created, so ``down`` removes
 exactly what ``up`` made, even after an ``up`` that died half-way.
 """
 
@@ -11,23 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import selectors
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import skutui
 from skutui.domain.model import CHECK_INTERVAL_MAX, CHECK_INTERVAL_MIN
+from skutui.domain.paths import Paths
 from skutui.system.files import write_text_atomic
+from skutui.system.units import AGENT_UNIT, LAUNCHER, agent_unit
 from skutui_lab import init as node_init
 from skutui_lab.system import (
     NETNS_DIR,
@@ -40,7 +48,9 @@ from skutui_lab.system import (
     link_exists,
     netns_exists,
     proc_stat,
+    process_environment,
     reap,
+    remove_cgroup,
     require_programs,
     require_root,
     run,
@@ -66,23 +76,40 @@ from skutui_lab.topology import (
 STATE_VERSION = 1
 INIT_MODULE = "skutui_lab.init"
 READY_TIMEOUT = 15.0
+BOOT_TIMEOUT = 30.0
+"""Seconds a node's systemd may take to finish booting (about half a second here)."""
 STOP_TIMEOUT = 5.0
 LOCK_TIMEOUT = 30.0
 POLL = 0.005
 
 BOUND_FILES = ("etc/shadow", "etc/hostname")
-BOUND_DIRS = ("etc/ssh", "etc/keepalived", "etc/conntrackd", "etc/skutui")
-SEEDED_FROM_HOST = ("etc/keepalived", "etc/conntrackd")
-"""Copied from the host, so a node starts like a fresh install: packages present, unconfigured."""
-BIN_MOUNT = "/usr/local/sbin"
+BOUND_DIRS = ("etc/ssh", "etc/keepalived", "etc/conntrackd", "etc/skutui", "etc/haproxy")
+SEEDED_FROM_HOST = ("etc/keepalived", "etc/conntrackd", "etc/haproxy")
+"""Copied from the host, so a node starts like a fresh install: packages present, unconfigured.
+/etc/haproxy is each node's own, so the cluster's sync is what copies its configuration."""
 PRIVATE_TMPFS = (("/run", 0o755), ("/tmp", 0o1777))
-NODE_DIRS = (("/run/sshd", 0o755), ("/run/lock", 0o1777))
 ROOT_DOTFILES = {
     ".bashrc": ("/usr/share/base-files/dot.bashrc", "/etc/skel/.bashrc"),
     ".profile": ("/usr/share/base-files/dot.profile", "/etc/skel/.profile"),
 }
 """Debian's stock root dotfiles, so the host's own (which may reorder PATH) do not apply."""
 OVERLAY_OPAQUE = "trusted.overlay.opaque"
+HOLD = "zz-lab-hold.conf"
+"""A runtime drop-in (in /run: a reboot forgets it) that keeps systemd from starting a unit
+again when its daemon dies; its name sorts after skutui's own drop-in, so it wins."""
+DEBIAN_ENABLED = ("ssh.service", "keepalived.service", "conntrackd.service")
+"""Units a fresh Debian 12 with openssh-server, keepalived and conntrackd has enabled: each
+package's postinst enables its unit. keepalived.service starts at boot as soon as
+/etc/keepalived/keepalived.conf is not empty."""
+DEBIAN_ALIASES = {"sshd.service": "ssh.service"}
+MASKED = ("getty.target", "console-getty.service", "systemd-logind.service",
+          "systemd-timesyncd.service")
+"""Nothing to log in on or synchronise in a lab node: consoles, seats and the clock are the host's."""
+MASKED_GENERATORS = ("systemd-sysv-generator",)
+"""The host's /etc/init.d scripts are not the node's services."""
+SYSTEM_UNIT_DIR = "lib/systemd/system"
+HIDDEN_FROM_NODES = ("usr/sbin/policy-rc.d", "var/lib/skutui")
+"""/var/lib/skutui holds a node's history: the node's own, on its disk, never the host's."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +148,24 @@ def check_advert(advert: float) -> float:
             f"use {CHECK_INTERVAL_MIN:g} to {CHECK_INTERVAL_MAX:g} s"
         )
     return round(advert, 2)
+
+
+def _opaque(folder: Path) -> None:
+    """Hide the host's folder of the same name under this one in the node's overlay."""
+    try:
+        os.setxattr(folder, OVERLAY_OPAQUE, b"y")
+    except OSError as exc:
+        raise LabError(
+            f"cannot mark {folder} opaque for the node's overlay ({exc.strerror}): "
+            "put the lab folder on a filesystem with trusted xattrs (ext4, xfs, tmpfs)"
+        ) from None
+
+
+def _ipv6_off(link: str) -> None:
+    """No router solicitations or DAD chatter from the host's end of the lab's links."""
+    knob = Path(f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6")
+    if knob.exists():
+        knob.write_text("1")
 
 
 def _under(path: Path, parent: str) -> bool:
@@ -168,9 +213,11 @@ class Lab:
         for relative in BOUND_FILES + BOUND_DIRS:
             if _under(inside, "/" + relative):
                 return folder / inside.relative_to("/")
-        if _under(inside, BIN_MOUNT):
-            return folder / "bin" / inside.relative_to(BIN_MOUNT)
         return Path(f"/proc/{self.node_pid(node)}/root") / inside.relative_to("/")
+
+    def disk(self, node: str) -> Path:
+        """What the node wrote to its root filesystem (the overlay's upper folder)."""
+        return self.node_dir(node) / "disk" / "upper"
 
     # --- the public actions -----------------------------------------------------------
 
@@ -207,6 +254,64 @@ class Lab:
             self._teardown(state or {})
         return state is not None or leftovers
 
+    def reboot(self, node: str, while_off: Callable[[], object] | None = None) -> None:
+        """End every process of ``node`` at once, as a power cut does, and boot it again
+        from its disk: a new network stack, /run and /tmp empty, systemd starting what the
+        node's /etc/systemd/system enables. ``while_off`` runs while the node is off (a test
+        changes the other node meanwhile); it must not call the lab's own actions."""
+        self._preflight("reboot")
+        name = self._node(node).name
+        with self._locked():
+            state = self._load()
+            if state is None or not self._status(state).up:
+                raise LabError(f"the lab is not up: 'skutui lab up' first, then reboot {name}")
+            self._stop_nodes(state, only=name)
+            remove_cgroup(f"{state.get('cgroup') or self.cgroup}/{name}", self.lab_dir / "cgroup")
+            node_record = state["nodes"][name]
+            for key in ("pid", "pid_start", "launcher", "launcher_start"):
+                node_record.pop(key, None)
+            self._save(state)
+            lab_node = self._node(name)
+            self._unplug(lab_node)
+            try:
+                if while_off is not None:
+                    while_off()
+            finally:
+                # Whatever happened meanwhile, the node boots: a test that failed there must
+                # not leave the lab without it.
+                self._plug(lab_node)
+                ready = {name: self._launch(state, lab_node, self.node_dir(name) / "spec.json")}
+                self._wait_ready(state, ready)
+                self._wait_booted(state, [name])
+
+    def reinstall_skutui(self, node: str) -> None:
+        """Put the lab's skutui back into a running node (after a test installed and purged
+        the package there): the launcher and the agent's unit, enabled, and systemd told."""
+        root = Path(f"/proc/{self.node_pid(node)}/root")
+        for relative in (LAUNCHER.lstrip("/"), f"usr/{SYSTEM_UNIT_DIR}/{AGENT_UNIT}",
+                         f"etc/systemd/system/multi-user.target.wants/{AGENT_UNIT}"):
+            target = root / relative
+            if target.exists() or target.is_symlink():
+                target.unlink()
+        self._install_skutui(root)
+        self.exec(node, ["systemctl", "daemon-reload"], check=True, capture_output=True)
+
+    def hold_restarts(self, node: str, units: Sequence[str]) -> None:
+        """systemd no longer starts ``units`` again when their daemon dies, as if each had
+        died too often: a daemon killed stays dead until it is started by hand (Debian's
+        haproxy unit, say, would start it at once, as if it had never failed).
+        ``release_restarts``, or a reboot, lifts it."""
+        script = "".join(f"mkdir -p /run/systemd/system/{unit}.d && printf '[Service]\\n"
+                         f"Restart=no\\n' > /run/systemd/system/{unit}.d/{HOLD}; "
+                         for unit in units)
+        self.exec(node, ["sh", "-c", script + "systemctl daemon-reload"], check=True,
+                  capture_output=True)
+
+    def release_restarts(self, node: str) -> None:
+        self.exec(node, ["sh", "-c", f"if ls /run/systemd/system/*.d/{HOLD} >/dev/null 2>&1; "
+                         f"then rm -f /run/systemd/system/*.d/{HOLD}; systemctl daemon-reload; fi"],
+                  check=True, capture_output=True)
+
     def status(self) -> LabStatus:
         return self._status(self._load() or {})
 
@@ -242,9 +347,7 @@ class Lab:
     def command(self, node: str, argv: Sequence[str]) -> list[str]:
         """The host command that runs argv inside a node (all its namespaces, cwd /)."""
         require_root("exec")
-        nsenter = shutil.which("nsenter", path=NODE_PATH) or "nsenter"
-        return [nsenter, "-t", str(self.node_pid(node)), "-n", "-m", "-u", "-p", "--wd=/",
-                "--", *argv]
+        return self._enter(self.node_pid(node), argv)
 
     @staticmethod
     def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -353,10 +456,15 @@ class Lab:
         )
 
     def _is_our_init(self, pid: int) -> bool:
+        """A node's PID 1 of this lab: its environment names a node folder of this lab (it
+        does before and after the exec into systemd)."""
+        folder = process_environment(pid).get(node_init.NODE_ENV, "")
+        if folder.startswith(str(self.nodes_dir) + "/"):
+            return True
+        # A node's PID 1 from before nodes booted systemd: named by its command line.
         args = cmdline(pid)
-        return INIT_MODULE in args and any(
-            arg.startswith(str(self.nodes_dir) + "/") for arg in args
-        )
+        return INIT_MODULE in args and any(arg.startswith(str(self.nodes_dir) + "/")
+                                           for arg in args)
 
     def _status(self, state: dict[str, Any]) -> LabStatus:
         nodes = []
@@ -393,38 +501,30 @@ class Lab:
             "phase": "building",
             "advert": advert,
             "created": time.time(),
-            "host_paths_created": [],
             "netns_dir": {"existed": NETNS_DIR.exists(), "was_mount": is_mount_point(NETNS_DIR)},
+            "cgroup": self.cgroup,
             "bridge": None,
             "nodes": {},
         }
         self._save(state)
-        self._make_host_mount_points(state)
         password_hash = run(["openssl", "passwd", "-6", "-stdin"], stdin=PASSWORD).stdout.strip()
         specs = {node.name: self._prepare_node(node, password_hash) for node in NODES}
         self._build_network(state)
         ready = {node.name: self._launch(state, node, specs[node.name]) for node in NODES}
         self._wait_ready(state, ready)
+        self._wait_booted(state, [node.name for node in NODES])
         state["phase"] = "up"
         self._save(state)
 
-    def _make_host_mount_points(self, state: dict[str, Any]) -> None:
-        """Bind mounts need a target: create missing ones on the host, and remember them."""
-        targets = [("/" + rel, False) for rel in BOUND_FILES]
-        targets += [("/" + rel, True) for rel in BOUND_DIRS] + [(BIN_MOUNT, True)]
-        for target, is_dir in targets:
-            path = Path(target)
-            if path.exists():
-                continue
-            state["host_paths_created"].append(target)
-            self._save(state)
-            if is_dir:
-                path.mkdir(parents=True)
-            else:
-                path.touch()
+    @property
+    def cgroup(self) -> str:
+        """This lab's cgroup (one per lab folder, so labs side by side never meet)."""
+        digest = hashlib.sha256(str(self.lab_dir.resolve()).encode()).hexdigest()[:10]
+        return f"skutui-lab-{digest}"
 
     def _prepare_node(self, node: LabNode, password_hash: str) -> Path:
-        """Fill the node's host folder: what its /etc, /root and /usr/local/sbin will show."""
+        """Fill the node's host folder: its bound /etc folders, and its disk as a fresh
+        Debian with openssh-server, keepalived, conntrackd and skutui installed."""
         folder = self.node_dir(node.name)
         if folder.exists():
             shutil.rmtree(folder)
@@ -440,27 +540,27 @@ class Lab:
             else:
                 (folder / relative).mkdir()
         (etc / "skutui").mkdir(mode=0o755)
-        self._write_wrapper(folder / "bin")
-        self._write_root_upper(folder / "root")
+        (folder / "rootfs").mkdir()
+        (folder / "disk" / "work").mkdir(parents=True)
+        upper = self.disk(node.name)
+        upper.mkdir()
+        self._write_root_home(upper / "root")
+        self._hide_host_leftovers(upper)
+        self._write_systemd(upper / "etc")
+        self._install_skutui(upper)
         spec = {
             "name": node.name,
             "hostname": node.hostname,
             "ip": node.ip,
             "cidr": node.cidr,
             "interface": INTERFACE,
-            "binds": [[str(folder / rel), "/" + rel] for rel in BOUND_FILES + BOUND_DIRS]
-            + [[str(folder / "bin"), BIN_MOUNT]],
-            "overlays": [{"target": "/root", "lower": "/root",
-                          "upper": str(folder / "root" / "upper"),
-                          "work": str(folder / "root" / "work")}],
+            "cgroup": f"{self.cgroup}/{node.name}",
+            "root": str(folder / "rootfs"),
+            "disk": {"upper": str(upper), "work": str(folder / "disk" / "work")},
+            "binds": [[str(folder / rel), "/" + rel] for rel in BOUND_FILES + BOUND_DIRS],
             "tmpfs": [list(item) for item in PRIVATE_TMPFS],
             "expose": self._exposed_paths(),
-            "detach": [str(NETNS_DIR)],
-            "dirs": [list(item) for item in NODE_DIRS],
             "marker": str(NODE_MARKER),
-            "sshd": [shutil.which("sshd", path=NODE_PATH) or "/usr/sbin/sshd",
-                     "-f", "/etc/ssh/sshd_config", "-E", str(folder / "sshd.log")],
-            "sshd_log": str(folder / "sshd.log"),
         }
         spec_path = folder / "spec.json"
         spec_path.write_text(json.dumps(spec, indent=2) + "\n")
@@ -506,39 +606,74 @@ Subsystem sftp internal-sftp
         (path / "sshd_config").write_text(config)
 
     @staticmethod
-    def _write_wrapper(bin_dir: Path) -> None:
-        """``skutui`` inside the node is the very interpreter and package that built the lab."""
-        bin_dir.mkdir()
+    def _install_skutui(disk: Path) -> None:
+        """What the package installs that the node boots with, but from the installation
+        that brought the lab up: ``skutui`` on root's PATH (the very interpreter and
+        package), the agent's unit, enabled as the package's postinst enables it."""
+        launcher = disk / LAUNCHER.lstrip("/")
+        launcher.parent.mkdir(parents=True, exist_ok=True)
         source = _source_path()
         env = "" if source is None else (
             f"PYTHONPATH={shlex.quote(source)}${{PYTHONPATH:+:$PYTHONPATH}} "
         )
-        wrapper = bin_dir / "skutui"
-        wrapper.write_text(
+        launcher.write_text(
             "#!/bin/sh\n# skutui from the installation that brought the lab up\n"
             f'{env}exec {shlex.quote(sys.executable)} -m skutui "$@"\n'
         )
-        wrapper.chmod(0o755)
+        launcher.chmod(0o755)
+        units = disk / "usr" / SYSTEM_UNIT_DIR
+        units.mkdir(parents=True, exist_ok=True)
+        (units / AGENT_UNIT).write_text(agent_unit(Paths()))
+        wants = disk / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / AGENT_UNIT).symlink_to(f"/{SYSTEM_UNIT_DIR}/{AGENT_UNIT}")
 
     @staticmethod
-    def _write_root_upper(root: Path) -> None:
-        """/root's per-node layer: stock dotfiles and an empty, node-own ~/.ssh."""
-        upper = root / "upper"
-        (root / "work").mkdir(parents=True)
-        upper.mkdir()
+    def _write_systemd(etc: Path) -> None:
+        """The node's own /etc/systemd/system (none of the host's): Debian's enabled units
+        for the packages a node has, and what a lab node has no use for masked."""
+        system = etc / "systemd" / "system"
+        wants = system / "multi-user.target.wants"
+        wants.mkdir(parents=True)
+        _opaque(system)
+        for unit in DEBIAN_ENABLED:
+            (wants / unit).symlink_to(f"/{SYSTEM_UNIT_DIR}/{unit}")
+        for alias, unit in DEBIAN_ALIASES.items():
+            (system / alias).symlink_to(f"/{SYSTEM_UNIT_DIR}/{unit}")
+        for unit in MASKED:
+            (system / unit).symlink_to("/dev/null")
+        generators = etc / "systemd" / "system-generators"
+        generators.mkdir()
+        for generator in MASKED_GENERATORS:
+            (generators / generator).symlink_to("/dev/null")
+        (etc / "fstab").write_text("# a lab node mounts nothing of its own\n")
+        (etc / "machine-id").write_text(os.urandom(16).hex() + "\n")
+
+    @staticmethod
+    def _hide_host_leftovers(disk: Path) -> None:
+        """What this host has that a fresh Debian has not, and that would change how the
+        node installs packages: a policy-rc.d (left by an interrupted set-up) keeps every
+        package script from starting or stopping a unit. An overlay whiteout hides it."""
+        for relative in HIDDEN_FROM_NODES:
+            if (Path("/") / relative).exists():
+                target = disk / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+
+    @staticmethod
+    def _write_root_home(root: Path) -> None:
+        """/root's own layer: stock dotfiles and an empty, node-own ~/.ssh. /root itself may
+        be entered by anyone, unlike the host's: the interpreter the nodes run skutui with
+        may live under it (pyenv), and an appliance lets any user run skutui (to be refused
+        as not root, with a clear message)."""
+        root.mkdir(mode=0o755)
         for name, candidates in ROOT_DOTFILES.items():
             source = next((Path(c) for c in candidates if Path(c).is_file()), None)
             if source:
-                shutil.copyfile(source, upper / name)
-        ssh = upper / ".ssh"
+                shutil.copyfile(source, root / name)
+        ssh = root / ".ssh"
         ssh.mkdir(mode=0o700)
-        try:
-            os.setxattr(ssh, OVERLAY_OPAQUE, b"y")
-        except OSError as exc:
-            raise LabError(
-                f"cannot mark {ssh} opaque for the /root overlay ({exc.strerror}): "
-                "put the lab folder on a filesystem with trusted xattrs (ext4, xfs, tmpfs)"
-            ) from None
+        _opaque(ssh)
 
     def _exposed_paths(self) -> list[str]:
         """Host paths the node runs from that its private /tmp or /run would hide."""
@@ -546,7 +681,7 @@ Subsystem sftp internal-sftp
         root = package.parent
         candidates = [package if root in (Path("/tmp"), Path("/run")) else root,
                       Path(sys.prefix), Path(sys.base_prefix),
-                      Path(sys.executable).resolve().parent, self.lab_dir.resolve()]
+                      Path(sys.executable).resolve().parent]
         hidden = [p.resolve() for p in candidates
                   if any(_under(p.resolve(), t) and p.resolve() != Path(t)
                          for t, _ in PRIVATE_TMPFS)]
@@ -558,20 +693,31 @@ Subsystem sftp internal-sftp
             state["nodes"][node.name] = {"netns": node.netns, "veth": node.veth}
         state["bridge"] = BRIDGE
         self._save(state)
+        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        _ipv6_off(BRIDGE)
+        run(["ip", "-batch", "-"],
+            stdin=f"addr add {BRIDGE_IP}/{PREFIXLEN} dev {BRIDGE}\nlink set {BRIDGE} up\n")
         for node in NODES:
-            run(["ip", "netns", "add", node.netns])
-        created = [f"link add {BRIDGE} type bridge"] + [
-            f"link add {n.veth} type veth peer name {INTERFACE} netns {n.netns}" for n in NODES
-        ]
-        run(["ip", "-batch", "-"], stdin="\n".join(created) + "\n")
-        for name in [BRIDGE] + [n.veth for n in NODES]:
-            knob = Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")
-            if knob.exists():
-                knob.write_text("1")
-        raised = [f"addr add {BRIDGE_IP}/{PREFIXLEN} dev {BRIDGE}", f"link set {BRIDGE} up"] + [
-            f"link set {n.veth} master {BRIDGE} up" for n in NODES
-        ]
-        run(["ip", "-batch", "-"], stdin="\n".join(raised) + "\n")
+            self._plug(node)
+
+    @staticmethod
+    def _plug(node: LabNode) -> None:
+        """The node's network stack and its cable to the bridge, new: nothing of a previous
+        boot (addresses, firewall rules, connection tracking) is left in it. Its NIC keeps
+        the same MAC address across reboots, as a machine's does (made from its IP)."""
+        mac = "02:00:" + ":".join(f"{int(octet):02x}" for octet in node.ip.split("."))
+        run(["ip", "netns", "add", node.netns])
+        run(["ip", "link", "add", node.veth, "type", "veth", "peer", "name", INTERFACE,
+             "address", mac, "netns", node.netns])
+        _ipv6_off(node.veth)
+        run(["ip", "link", "set", node.veth, "master", BRIDGE, "up"])
+
+    @staticmethod
+    def _unplug(node: LabNode) -> None:
+        if link_exists(node.veth):
+            run(["ip", "link", "del", node.veth])
+        if netns_exists(node.netns):
+            run(["ip", "netns", "del", node.netns])
 
     def _launch(self, state: dict[str, Any], node: LabNode, spec: Path) -> int:
         """Start the node's PID 1; returns the read end of its readiness pipe."""
@@ -581,7 +727,7 @@ Subsystem sftp internal-sftp
         if source is not None:
             env["PYTHONPATH"] = source
         argv = ["nsenter", f"--net={NETNS_DIR / node.netns}", "unshare", "--mount", "--uts",
-                "--pid", "--fork", "--mount-proc", "--propagation", "private",
+                "--pid", "--fork", "--propagation", "private",
                 sys.executable, "-m", INIT_MODULE, str(spec), str(write_fd)]
         try:
             with open(spec.parent / "init.log", "ab") as log:
@@ -645,6 +791,37 @@ Subsystem sftp internal-sftp
         record.update(pid=pids[0], pid_start=stat[2] if stat else None)
         self._save(state)
 
+    def _wait_booted(self, state: dict[str, Any], names: list[str]) -> None:
+        """Each node's sshd listens and its systemd has finished booting (``running``, or
+        ``degraded`` when a unit failed: the boot is over either way)."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        for name in names:
+            node = self._node(name)
+            pid = state["nodes"][name]["pid"]
+            while not self._sshd_listening(pid, node.ip):
+                if time.monotonic() > deadline or not is_running(pid):
+                    raise LabError(f"lab node {name}: sshd is not listening on {node.ip} "
+                                   f"after {BOOT_TIMEOUT:g} s; see 'skutui lab exec {name} "
+                                   "-- journalctl -u ssh'" + self._log_tail(name))
+                time.sleep(POLL * 4)
+            try:
+                booted = subprocess.run(
+                    self._enter(pid, ["systemctl", "is-system-running", "--wait"]),
+                    capture_output=True, text=True, env=self.environment(),
+                    timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise LabError(f"lab node {name}: systemd did not finish booting within "
+                               f"{BOOT_TIMEOUT:g} s; see 'skutui lab exec {name} -- "
+                               "systemctl list-jobs'") from None
+            if booted.stdout.strip() not in ("running", "degraded"):
+                raise LabError(f"lab node {name}: systemd reports "
+                               f"'{booted.stdout.strip() or booted.stderr.strip()}' after boot")
+
+    def _enter(self, pid: int, argv: Sequence[str]) -> list[str]:
+        nsenter = shutil.which("nsenter", path=NODE_PATH) or "nsenter"
+        # -r and -w: the root and folder of the node's PID 1, its own root filesystem.
+        return [nsenter, "-t", str(pid), "-n", "-m", "-u", "-p", "-r", "-w", "--", *argv]
+
     def _log_tail(self, name: str) -> str:
         try:
             lines = (self.node_dir(name) / "init.log").read_text().strip().splitlines()
@@ -669,16 +846,21 @@ Subsystem sftp internal-sftp
 
     def _teardown(self, state: dict[str, Any]) -> None:
         self._stop_nodes(state)
+        remove_cgroup(state.get("cgroup") or self.cgroup, self.lab_dir / "cgroup")
         self._remove_network(state)
         self._remove_host_paths(state)
         if self.nodes_dir.exists():
             shutil.rmtree(self.nodes_dir)
         self.state_file.unlink(missing_ok=True)
 
-    def _stop_nodes(self, state: dict[str, Any]) -> None:
-        """Kill each node's PID 1: the kernel then kills every process of that node."""
-        records = list(state.get("nodes", {}).values())
-        victims = {r["pid"] for r in records if self._init_alive(r)} | set(self._our_inits())
+    def _stop_nodes(self, state: dict[str, Any], only: str | None = None) -> None:
+        """Kill each node's PID 1 (or only that of node ``only``): the kernel then kills
+        every process of that node."""
+        records = [record for name, record in state.get("nodes", {}).items()
+                   if only is None or name == only]
+        victims = {r["pid"] for r in records if self._init_alive(r)}
+        if only is None:
+            victims |= set(self._our_inits())
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

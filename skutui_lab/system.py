@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,8 +31,12 @@ PROGRAM_PACKAGES: dict[str, str] = {
     "rsync": "rsync",
     "nft": "nftables",
     "inotifywait": "inotify-tools",
+    "haproxy": "haproxy",
+    "nginx": "nginx-light",
 }
-"""Every program the lab runs or a node must offer skutui, with the Debian package holding it."""
+"""Every program the lab runs or a node must offer skutui, with the Debian package holding it
+(haproxy on the nodes and nginx on the backend are the load balancer the tests put behind
+the cluster)."""
 
 
 def require_root(action: str) -> None:
@@ -86,6 +92,16 @@ def cmdline(pid: int) -> list[str]:
     return raw.decode(errors="replace").split("\0")[:-1]
 
 
+def process_environment(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was started with (empty when gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
 def is_running(pid: int) -> bool:
     """True while the PID exists and is not a zombie waiting for its parent."""
     stat = proc_stat(pid)
@@ -134,3 +150,32 @@ def mount_points() -> list[str]:
 
 def is_mount_point(path: Path) -> bool:
     return str(path) in mount_points()
+
+
+# --- cgroups ----------------------------------------------------------------------------
+
+CGROUP_REMOVE_TIMEOUT = 5.0
+
+
+def remove_cgroup(name: str, scratch: Path) -> None:
+    """Remove cgroup ``name`` and every cgroup under it, once the processes in them are gone.
+    The cgroup2 hierarchy is mounted for this in a mount namespace of its own (at
+    ``scratch``), so nothing is mounted on the host and nothing is left mounted."""
+    script = ('mount -t cgroup2 none "$1" || exit 1; cd "$1"; [ -d "$2" ] || exit 0; '
+              'find "$2" -depth -type d -exec rmdir {} + 2>/dev/null; [ ! -d "$2" ]')
+    scratch.mkdir(exist_ok=True)
+    try:
+        deadline = time.monotonic() + CGROUP_REMOVE_TIMEOUT
+        while True:
+            done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                   script, "sh", str(scratch), name],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"cannot remove the lab's cgroup {name}: a process of the node "
+                               "is still in it (" + (done.stderr.strip() or "busy") + ")")
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(OSError):
+            scratch.rmdir()

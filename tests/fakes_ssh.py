@@ -28,8 +28,11 @@ class FakePeer:
 
     def __init__(self, root: Path, *, password: str | None = "lab-root-pw",
                  password_accepted: bool = True, host_key: asyncssh.SSHKey | None = None,
-                 skutui_version: str | None = "skutui 0.1.0") -> None:
+                 skutui_version: str | None = "skutui 0.1.0", sftp: bool = True) -> None:
+        """``sftp=False``: no file transfer is served, as for skutui's key under its forced
+        command."""
         self.root = root
+        self.sftp = sftp
         self.password = password
         self.password_accepted = password_accepted
         self.host_key = host_key or new_host_key()
@@ -80,7 +83,8 @@ class FakePeer:
         self._acceptor = await asyncssh.listen(
             LOCALHOST, port, server_host_keys=[self.host_key], server_factory=Server,
             process_factory=self._command, encoding=None,
-            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(self.root)),
+            sftp_factory=((lambda chan: asyncssh.SFTPServer(chan, chroot=str(self.root)))
+                          if self.sftp else None),
             reuse_address=True)
         self.port = self._acceptor.get_port()
         return self

@@ -8,7 +8,9 @@ agent did not.
 Its parts, one a module; ``main`` only builds them, wires them together and runs them:
 
 - ``role_supervisor``: keepalived's notify FIFO, transitions run in order, role changes
-  announced with their cause, the floating-IP guard; ``transitions``: a transition's steps;
+  announced with their cause; ``transitions``: a transition's steps;
+- ``takeover``: the takeover guard armed with the role, and a dead keepalived's hand-over
+  (its floating IPs released); ``cluster_link``: what the cluster link filter drops;
 - ``link``: the kept SSH connection to the peer, and whether it answers;
 - ``sync_supervisor``: the sync started and stopped with role, synced paths and link;
   ``sync``: the sync itself (this node's tree, the master's pusher, the backup's applier,

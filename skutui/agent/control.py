@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from skutui.system.control import (
     answers,
     encode,
 )
+from skutui.system.hook import Moment
 
 log = logging.getLogger("skutui.agent")
 
@@ -48,6 +49,9 @@ class EventBus:
         self.node = node
         self._recent: deque[dict] = deque(maxlen=keep)
         self._subscribers: set[asyncio.Queue] = set()
+        self.listeners: list[Callable[[dict], object]] = []
+        """Called with each event as it is emitted (the history, notifications, metrics):
+        each only queues it, since an event may be emitted on the takeover path."""
 
     def emit(self, kind: str, message: str, *, level: str = "info", **data) -> dict:
         if kind not in KINDS:
@@ -59,6 +63,11 @@ class EventBus:
             event["data"] = data
         self._recent.append(event)
         log.log(LEVELS[level], "%s: %s", kind, message)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a listener must never stop an event
+                log.exception("an event listener failed")
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
@@ -91,7 +100,9 @@ class ControlServer:
     def __init__(self, path: Path, bus: EventBus, state: Callable[[], dict], *,
                  on_wake: Callable[[], None] = lambda: None,
                  on_post: Callable[[str, str, str, dict], object] | None = None,
-                 on_wait: Callable[[int, float], Awaitable[bool]] | None = None) -> None:
+                 on_wait: Callable[[int, float], Awaitable[dict]] | None = None,
+                 on_transition: Callable[[str, Moment], bool] | None = None,
+                 operations: Mapping[str, Callable[[dict], Awaitable[dict]]] | None = None) -> None:
         self.path = Path(path)
         self.bus = bus
         self.state = state
@@ -99,6 +110,9 @@ class ControlServer:
         self.on_post = on_post or (lambda kind, message, level, data:
                                    bus.emit(kind, message, level=level, **data))
         self.on_wait = on_wait
+        self.on_transition = on_transition
+        self.operations = dict(operations or {})
+        """More requests by name (``metrics``, ``drift``…): each answers a dict with ``ok``."""
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Task] = set()
 
@@ -171,11 +185,15 @@ class ControlServer:
             await _send(writer, await self._wait(request))
         elif op == "post":
             await _send(writer, self._post(request.get("event")))
+        elif op == "transition":
+            await _send(writer, self._transition(request))
         elif op == "events":
             await self._stream(writer, int(request.get("recent", 0) or 0), reader)
+        elif op in self.operations:
+            await _send(writer, await self.operations[op](request))
         else:
-            await _send(writer, {"ok": False, "error": f"unknown request {op!r}; known: "
-                                                       "state, events, post, wake"})
+            known = ", ".join(["state", "events", "post", "wake", "transition", *self.operations])
+            await _send(writer, {"ok": False, "error": f"unknown request {op!r}; known: {known}"})
 
     async def _wait(self, request: dict) -> dict:
         if "seq" not in request or self.on_wait is None:
@@ -184,7 +202,17 @@ class ControlServer:
             seq, wait = int(request["seq"]), min(float(request.get("wait", 0)), MAX_WAIT)
         except (TypeError, ValueError):
             return {"ok": False, "error": "seq is a whole number and wait a number of seconds"}
-        return {"ok": True, "acked": await self.on_wait(seq, max(wait, 0.0))}
+        return {"ok": True, **await self.on_wait(seq, max(wait, 0.0))}
+
+    def _transition(self, request: dict) -> dict:
+        if self.on_transition is None:
+            return {"ok": False, "error": "this agent takes no transitions"}
+        try:
+            at = Moment(str(request["boot"]), int(request["since_boot"]))
+            taken = self.on_transition(str(request["state"]), at)
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "error": f"a transition needs state, boot and since_boot ({exc})"}
+        return {"ok": True, "taken": taken}
 
     def _post(self, event) -> dict:
         if not isinstance(event, dict) or event.get("kind") not in KINDS:

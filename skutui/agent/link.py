@@ -7,14 +7,17 @@ coming and going is reported once, here, and both hear of its return.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
 
 from skutui.agent.replication import SshReplayTarget
+from skutui.domain import trust
 from skutui.domain.model import Node
 from skutui.domain.paths import Paths
-from skutui.peer import HostKeyError, PeerConnection, PeerError
+from skutui.peer import HostKeyError, PeerConnection, PeerError, PeerProcess
 
 log = logging.getLogger("skutui.agent")
 
@@ -37,6 +40,9 @@ class PeerLink:
         self.on_up: list[Callable[[], object]] = []
         self.replay_target = SshReplayTarget(connection)
         """The peer's replayer, kept running over the connection between commands."""
+        self.agent_state = PeerAgentState(connection)
+        """The peer agent's account of itself, for the hand-over."""
+        self.on_up.append(self.agent_state.warm)
 
     @property
     def name(self) -> str:
@@ -66,6 +72,7 @@ class PeerLink:
             self.since = time.time()
         self.up, self.error = False, message
         self.replay_target.close()
+        self.agent_state.close()
 
     def status(self) -> dict:
         return {"name": self.node.hostname, "host": self.node.ip, "up": self.up,
@@ -73,7 +80,50 @@ class PeerLink:
 
     async def close(self) -> None:
         self.replay_target.close()
+        self.agent_state.close()
         await self.connection.close()
+
+
+class PeerAgentState:
+    """The peer agent's own account of itself (role, priority), from one ``skutui node
+    agent-state --stream`` kept running on the peer: a line out, a line back. Started as soon
+    as the peer answers, so a hand-over never waits for a process to start there."""
+
+    WARM_TIMEOUT = 30.0
+
+    def __init__(self, peer) -> None:
+        self.peer = peer
+        self._process: PeerProcess | None = None
+        self._lock = asyncio.Lock()
+        self._warming: asyncio.Future | None = None
+
+    async def read(self, timeout: float) -> dict:
+        async with self._lock:
+            if self._process is None or self._process.closed:
+                self._process = await self.peer.open_process(
+                    [*trust.NODE_COMMAND, "agent-state", "--stream"])
+            try:
+                answer = json.loads(await self._process.ask("", timeout))
+            except BaseException:
+                self.close()
+                raise
+        if not isinstance(answer, dict):
+            raise ValueError(f"the peer's agent state is not an object: {answer!r}")
+        return answer
+
+    def warm(self) -> None:
+        """Start the process now and read once, in the background."""
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.ensure_future(self._warm())
+
+    async def _warm(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.read(self.WARM_TIMEOUT)
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
 
 def peer_connection(node: Node, paths: Paths) -> PeerConnection:

@@ -1,13 +1,16 @@
 """The master's side of command replication: the journal's pending entries sent to the
-peer in order, each answer recorded before the next is sent."""
+peer in order, each answer recorded before the next is sent. A command ``skutui exec`` is
+still running here holds the ones after it back; one whose ``skutui exec`` died before
+saying how it went here is set aside, never sent."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
 
+from skutui.domain import trust
 from skutui.peer import PeerError, PeerProcess, RemoteCommandFailed
-from skutui.system.journal import Entry, Journal, Outcome
+from skutui.system.journal import RUNNING, Entry, Journal, Outcome
 
 
 class ReplayBlocked(Exception):
@@ -19,7 +22,7 @@ class SshReplayTarget:
     """Sends entries to one ``skutui node replay`` kept running on the peer, over the kept
     connection: a line out, a line back, no process started per command."""
 
-    def __init__(self, peer, command: Sequence[str] = ("skutui", "node")) -> None:
+    def __init__(self, peer, command: Sequence[str] = trust.NODE_COMMAND) -> None:
         self.peer = peer
         self.command = (*command, "replay")
         self._process: PeerProcess | None = None
@@ -59,10 +62,17 @@ class Replayer:
         self.report = report
 
     async def replay_pending(self, before_each: Callable[[], Awaitable[object]] | None = None) -> int:
-        """Replay until caught up; returns how many were answered. Transport errors
-        (PeerUnreachable, CommandTimeout) and ReplayBlocked propagate: the entry stays."""
+        """Replay until caught up, or up to a command still running here; returns how many
+        were answered. Transport errors (PeerUnreachable, CommandTimeout) and ReplayBlocked
+        propagate: the entry stays."""
         done = 0
-        for entry in self.journal.pending():
+        while (head := self.journal.head()) is not None:
+            entry = head.entry
+            if head.state == RUNNING:
+                if head.runner_alive:
+                    break  # `skutui exec` says how it went here, then wakes the replay
+                self._interrupted(entry)
+                continue
             if before_each is not None:
                 await before_each()
             outcome = await self.target.replay(entry)
@@ -79,3 +89,12 @@ class Replayer:
                 self.report("replication", f"#{entry.seq} FAILED on the peer: {entry.command} "
                             f"({outcome.describe()})", level="error", **data)
         return done
+
+    def _interrupted(self, entry: Entry) -> None:
+        note = (f"`skutui exec` on {entry.origin} stopped (killed, or the machine went down) "
+                f"after recording #{entry.seq} and before saying how it went there; it may "
+                "have run there and was not sent to the peer: check both nodes by hand")
+        if self.journal.set_aside(entry.seq, note):
+            self.report("replication", f"#{entry.seq} set aside, not replayed: {entry.command}: "
+                        f"{note}", level="error", seq=entry.seq, status="set-aside",
+                        command=entry.command)

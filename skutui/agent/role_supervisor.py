@@ -1,11 +1,15 @@
 """This node's role: keepalived's transitions run as they happen, each change announced once.
 
-keepalived's notify FIFO tells of a transition the moment keepalived makes it: the role file
-is written, the change announced with its cause, and the state's steps run in the order the
-states came, then marked done for keepalived's notify hook (which runs them itself when no
-agent did, and reports them here). The agent's rounds read the role file too, so a change
-that neither keepalived nor its hook announces (keepalived died) is still announced. A
-keepalived that is not running keeps no floating IP on this node.
+keepalived's notify FIFO tells of a transition the moment keepalived makes it. The agent
+*takes* it: marks it for keepalived's notify hook (``queued``, then ``running`` before its
+steps and ``done`` after them, see :mod:`skutui.system.hook`), writes the role file (the
+agent is its only writer), announces the change with its cause, and runs the state's steps
+in the order the states came. The hook only reports: when the FIFO line did not reach the
+agent, the hook's ``skutui agent notify`` hands the transition over (:meth:`reported`), and
+an agent that starts takes the last transition the hook reported, if it took it not yet.
+The agent's rounds read the role file too, so a change nobody announces (keepalived died)
+is still announced. A keepalived that dies is the keepalived watch's
+(:mod:`.takeover`): the hand-over, and no floating IP kept without keepalived.
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ from pathlib import Path
 
 from skutui.agent.link import PeerLink
 from skutui.agent.transitions import STATE_ROLES, outcome_event, run_transition
-from skutui.domain.model import ClusterConfig, Role
+from skutui.domain import codec
+from skutui.domain.model import Role
 from skutui.domain.paths import Paths
-from skutui.system.hook import mark_done
+from skutui.system.hook import Mark, Moment, read_mark, read_report, write_mark
 from skutui.system.node import LocalNode
 
 log = logging.getLogger("skutui.agent")
 
 FIFO_CHECK_INTERVAL = 1.0
-"""Seconds between checks that keepalived's notify FIFO is still the one being read."""
+"""Seconds between checks that keepalived's notify FIFO is still the one being read (and
+between tries to open it, when it cannot be opened)."""
 ROLE_ANNOUNCE_GRACE = 2.0
 """Seconds a role change seen in the role file waits to be announced with its cause, by
 keepalived's FIFO line or by its notify hook when that ran the transition (it writes the
@@ -59,7 +65,8 @@ class RoleSupervisor:
     def __init__(self, node: LocalNode, paths: Paths, report: Callable[..., object], *,
                  transition: Callable[[LocalNode, str], list[str]] = run_transition,
                  link: Callable[[], PeerLink | None] = lambda: None,
-                 on_moved: Callable[[], object] = lambda: None) -> None:
+                 on_moved: Callable[[], object] = lambda: None,
+                 on_priority: Callable[[str, int], object] = lambda state, priority: None) -> None:
         self.node = node
         self.paths = paths
         self.report = report
@@ -70,8 +77,14 @@ class RoleSupervisor:
         """The role last announced."""
         self._seen: tuple[Role, float] | None = None
         """A change the rounds see but nobody announced yet, and when it was first seen."""
-        self.transitions: asyncio.Queue[str] = asyncio.Queue()
-        """keepalived's states from the FIFO, run in the order they came."""
+        self.taken: Mark | None = None
+        """The transition taken last (its mark)."""
+        self.transitions: asyncio.Queue[Mark] = asyncio.Queue()
+        """keepalived's transitions taken, run in the order they came."""
+        self.fifo_error: str | None = None
+        self.on_priority = on_priority
+        self.priority: int | None = None
+        """keepalived's effective priority, as its last FIFO line said."""
 
     # --- announcements ------------------------------------------------------------------------
 
@@ -94,15 +107,15 @@ class RoleSupervisor:
             return  # keepalived's notify hook announces it, with the outcome of its steps
         self.role, self._seen = role, None
         cause = cause or self._cause(role, previous)
-        self.report("role", f"{previous.value} -> {role.value}: {cause}",
-                    level="warning" if role is Role.MAINTENANCE else "info",
+        self.report("role", f"{previous.value} -> {role.value}: {cause}", level=_level(role),
                     role=role.value, previous=previous.value, cause=cause)
 
     def _cause(self, role: Role, previous: Role) -> str:
         link = self.link()
         if role is Role.MAINTENANCE:
-            return ("maintenance was switched on" if self.node.in_maintenance()
-                    else "keepalived reported FAULT (a tracked interface is down)")
+            return "maintenance was switched on"
+        if role is Role.FAULT:
+            return "keepalived reported FAULT (a tracked link is down, or this node stepped down)"
         if role is Role.MASTER:
             if link is not None and link.up is False:
                 return f"keepalived made this node master ({link.node.hostname} is unreachable)"
@@ -113,63 +126,134 @@ class RoleSupervisor:
             return "left maintenance; keepalived made this node backup"
         return f"keepalived made this node {role.value}"
 
-    def posted(self, kind: str, message: str, level: str, data: dict) -> None:
-        """An event from another process. keepalived's notify hook reports the outcome of
-        its steps, with the role: if the FIFO line did not announce that role (the agent
-        started after it), it is announced first."""
-        if data.get("role") in {r.value for r in Role} and "cause" in data:
-            self.keepalived_moved(Role(data["role"]), data["cause"])
-        self.report(kind, message, level=level, **data)
 
     def keepalived_moved(self, role: Role, cause: str) -> None:
         """keepalived made this transition: announce it once, and start or stop the sync."""
+        role = self.node.as_held(role)
         if role is self.role:
             return
         self.role, self._seen = role, None
         state = cause.removeprefix("keepalived ")
-        self.report("role", f"keepalived moved this node to {state}",
-                    level="warning" if role is Role.MAINTENANCE else "info",
+        self.report("role", f"keepalived moved this node to {state}", level=_level(role),
                     role=role.value, cause=cause)
         self.on_moved()  # start or stop the sync now, not at the next interval
 
     # --- keepalived's transitions -------------------------------------------------------------
 
-    def fifo_line(self, line: str) -> None:
-        """One line of keepalived's notify FIFO, e.g. ``INSTANCE "SKUTUI" MASTER 120``. The
-        role file is written here, before the event: a reader of the node table that the
-        event sends looking must find the new role already."""
-        words = line.replace('"', " ").split()
-        if len(words) < 3 or words[0] != "INSTANCE" or words[2].lower() not in STATE_ROLES:
+    def start(self) -> None:
+        """The role when the agent starts: keepalived's last transition of this boot, as its
+        hook reported it, taken now if the agent's mark does not show it taken to the end
+        (the agent was not running, or died in its steps). Without one (keepalived not
+        running, or a report from before a reboot), backup, or maintenance if the flag says
+        so, until keepalived moves the node: a role file left saying master must not make
+        this node push and replay as a second master. A node without a cluster has no role."""
+        report = read_report(self.paths.keepalived_report)
+        mark = read_mark(self.paths.transition_mark)
+        if report is not None and report.at.this_boot() and self.node.keepalived.running():
+            if mark is not None and mark.phase == "done" and mark.covers(report.state, report.at):
+                self.taken = mark
+                self._write_role(STATE_ROLES[mark.state])
+            else:
+                self.take(report.state, report.at,
+                          f"keepalived {report.state.upper()}, reported by its notify hook")
             return
-        state = words[2].lower()
+        if self._configured():
+            self._write_role(Role.MAINTENANCE if self.node.in_maintenance() else Role.BACKUP)
+
+    def _configured(self) -> bool:
+        try:
+            return self.node.config() is not None
+        except codec.ConfigError:
+            return True  # a cluster whose file cannot be read is a cluster still
+
+    def take(self, state: str, at: Moment, cause: str) -> bool:
+        """Take keepalived's transition to ``state`` that happened at ``at``: mark it (the
+        hook then leaves it alone), write the role file, announce it, queue its steps.
+        False if it was taken already (the FIFO line and the hook both told of it)."""
+        if self.taken is not None and self.taken.covers(state, at):
+            return False
+        mark = Mark(state, "queued", at)
+        self.taken = mark
+        self._mark(mark)
         role = STATE_ROLES[state]
+        self._write_role(role)
+        self.keepalived_moved(role, cause)
+        self.transitions.put_nowait(mark)
+        return True
+
+    def term(self) -> str | None:
+        """The master term this node is in: its MASTER transition's moment; None when the
+        last transition taken was not to master."""
+        return self.taken.term if self.taken is not None else None
+
+    def _write_role(self, role: Role) -> None:
+        """The role file's one writer. It is written before the event: a reader of the
+        node table that the event sends looking must find the new role already."""
         try:
             self.node.write_role(role)
         except OSError as exc:
             log.error("cannot write the role file: %s", exc)
-        self.keepalived_moved(role, f"keepalived {words[2]}")
-        self.transitions.put_nowait(state)
 
-    async def run_transition(self, state: str) -> None:
-        """Run the steps of keepalived's ``state``, mark them done for keepalived's hook,
-        and report how they went."""
-        failed = await asyncio.to_thread(self.transition, self.node, state)
+    def _mark(self, mark: Mark) -> None:
+        """Only the latest transition's mark is written: a slow older one finishing must
+        not hide a newer one from keepalived's hook."""
+        taken = self.taken
+        if taken is None or (taken.state, taken.at) != (mark.state, mark.at):
+            return
         try:
-            mark_done(self.paths.transition_mark, state)
-        except OSError as exc:  # the hook then runs the steps again: harmless, only slower
-            log.error("cannot mark the transition done: %s", exc)
+            write_mark(self.paths.transition_mark, mark)
+        except OSError as exc:  # the hook then hands the transition over again: it is deduplicated
+            log.error("cannot mark the transition: %s", exc)
+
+    def fifo_line(self, line: str) -> None:
+        """One line of keepalived's notify FIFO, e.g. ``INSTANCE "SKUTUI" MASTER 120``."""
+        words = line.replace('"', " ").split()
+        self._note_priority(words)
+        if len(words) < 3 or words[0] != "INSTANCE" or words[2].lower() not in STATE_ROLES:
+            return
+        self.take(words[2].lower(), Moment.now(), f"keepalived {words[2]}")
+
+    def _note_priority(self, words: list[str]) -> None:
+        """Every line keepalived writes ends with the effective priority; ``MASTER_PRIORITY``
+        and ``BACKUP_PRIORITY`` lines say it changed (a service check failed or recovered)."""
+        if len(words) >= 4 and words[0] == "INSTANCE" and words[3].isdigit():
+            self.priority = int(words[3])
+            self.on_priority(words[2].lower().removesuffix("_priority"), self.priority)
+
+    def reported(self, state: str, at: Moment) -> bool:
+        """keepalived's hook hands over a transition it found no mark for. One no newer
+        than the transition taken last is stale (the hook waited while keepalived moved on):
+        taking it would undo the newer one. The hook's moment is when keepalived started it,
+        before it announced the next state, so a tie (one hundredth holds both) is stale too."""
+        if state not in STATE_ROLES:
+            raise ValueError(f"unknown state {state!r}")
+        taken = self.taken
+        if taken is not None and not taken.covers(state, at) and taken.at.boot == at.boot \
+                and taken.at.since_boot >= at.since_boot:
+            return False
+        return self.take(state, at, f"keepalived {state.upper()}")
+
+    async def run_transition(self, mark: Mark) -> None:
+        """Run the steps of a transition taken, marked running before and done after them,
+        and report how they went."""
+        state = mark.state
+        self._mark(Mark(state, "running", mark.at))
+        started = time.monotonic()
+        failed = await asyncio.to_thread(self.transition, self.node, state)
+        took = time.monotonic() - started
+        self._mark(Mark(state, "done", mark.at))
         log.info("notify: transition to %s%s", state,
                  f"; failed: {'; '.join(failed)}" if failed else "")
-        message, level, data = outcome_event(state, failed)
+        message, level, data = outcome_event(state, failed, took)
         self.report("service", message, level=level, **data)
 
     async def run_transitions(self) -> None:
         while True:
-            state = await self.transitions.get()
+            mark = await self.transitions.get()
             try:
-                await self.run_transition(state)
+                await self.run_transition(mark)
             except Exception:  # noqa: BLE001 - the next transition must still run
-                log.exception("transition to %s failed", state)
+                log.exception("transition to %s failed", mark.state)
 
     async def read_notify_fifo(self) -> None:
         """Read keepalived's notify FIFO, made here if keepalived has not made it yet. It is
@@ -199,23 +283,34 @@ class RoleSupervisor:
                     if fd is not None:
                         loop.remove_reader(fd)
                         os.close(fd)
-                    fd = _open_fifo(self.paths.notify_fifo)
+                        fd = None
+                    fd = self._reopen_fifo()
                     pending.clear()
-                    loop.add_reader(fd, readable, fd)
+                    if fd is not None:
+                        loop.add_reader(fd, readable, fd)
                 await asyncio.sleep(FIFO_CHECK_INTERVAL)
         finally:
             if fd is not None:
                 loop.remove_reader(fd)
                 os.close(fd)
 
-    # --- the floating-IP guard ----------------------------------------------------------------
+    def _reopen_fifo(self) -> int | None:
+        """The FIFO opened, or None after reporting why not (once per reason): the agent
+        keeps running, the hook's reports still reach it, and the next check tries again."""
+        try:
+            fd = _open_fifo(self.paths.notify_fifo)
+        except OSError as exc:
+            if str(exc) != self.fifo_error:
+                self.fifo_error = str(exc)
+                self.report("agent", f"cannot open keepalived's notify FIFO "
+                            f"{self.paths.notify_fifo}: {exc}; trying again every "
+                            f"{FIFO_CHECK_INTERVAL:g} s (keepalived's hook hands its "
+                            "transitions over meanwhile)", level="error")
+            return None
+        if self.fifo_error is not None:
+            self.fifo_error = None
+            self.report("agent", f"keepalived's notify FIFO {self.paths.notify_fifo} is read again")
+        return fd
 
-    def guard_floating_ips(self, config: ClusterConfig | None) -> None:
-        """A killed or hung keepalived never releases its floating IPs, and the peer takes
-        them too: drop them here so that only one node answers for them."""
-        if config is None or self.node.keepalived.running():
-            return
-        released = self.node.release_floating_ips(config)
-        if released:
-            self.report("service", "keepalived is not running: released floating IPs "
-                        + ", ".join(released), level="warning", released=released)
+def _level(role: Role) -> str:
+    return {Role.MAINTENANCE: "warning", Role.FAULT: "error"}.get(role, "info")

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 from collections.abc import Callable
 
 from skutui.domain.model import ClusterConfig, Role
+from skutui.system import services
 from skutui.system.node import LocalNode
 
 log = logging.getLogger("skutui.agent")
 
 SERVICE_CHECK_INTERVAL = 5.0
-SERVICE_TIMEOUT = 10.0
 
-
-def service_running(name: str) -> bool:
-    try:
-        result = subprocess.run(["service", name, "status"], capture_output=True,
-                                timeout=SERVICE_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
+service_running = services.running
 
 
 class ServiceChecks:
@@ -38,16 +30,16 @@ class ServiceChecks:
         """What the last check found running, by name."""
 
     async def check(self) -> None:
-        """Report each daemon or service that stops or starts running; on a backup the
-        configured services are meant to be stopped, so only the master checks them."""
+        """Report each daemon or service that stops or starts running; only the services
+        this node's role runs are checked (a backup stops the master-only ones)."""
         config = self.config()
         if config is None:
             self.services = {}
             return
         names = ["keepalived", "conntrackd"]
-        master = self.node.effective_role() is Role.MASTER
-        if master:
-            names += list(config.services)
+        role = self.node.effective_role()
+        master = role is Role.MASTER
+        names += list(config.services_to_run(role))
 
         def look() -> dict[str, bool]:
             found = {"keepalived": self.node.keepalived.running(),

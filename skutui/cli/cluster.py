@@ -13,15 +13,15 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from skutui.cli.common import EXIT_BAD_INPUT, CommandError, Once, print_json, say
+from skutui.cli.common import EXIT_BAD_INPUT, CommandError, Once, Report, print_json, say
 from skutui.cluster.api import ClusterService
-from skutui.cluster.operations import build_service
+from skutui.cluster.operations import ClusterOperations, build_service
 from skutui.cluster.rows import as_dicts
-from skutui.domain import codec, settings
+from skutui.domain import codec, settings, validation
 from skutui.domain.errors import ValidationError
 from skutui.domain.model import ClusterConfig
 from skutui.domain.paths import Paths
-from skutui.domain.wire import CheckResult, CreateRequest, EditRequest
+from skutui.domain.wire import CheckResult, CreateRequest, EditRequest, RekeyRequest
 
 ERASE_WARNING = (
     "The peer at {ip} becomes the backup: its existing cluster configuration "
@@ -31,7 +31,7 @@ SHOW_WIDTH = 21
 """The column where ``cluster show`` starts its values."""
 
 
-def _run(work: Callable[[ClusterService, argparse.Namespace], Awaitable[int]]
+def _run(work: Callable[[ClusterOperations, argparse.Namespace], Awaitable[int]]
          ) -> Callable[[argparse.Namespace], int]:
     """Run an async command on the operations API and close its peer connection afterwards."""
 
@@ -102,23 +102,27 @@ def _request(args: argparse.Namespace) -> CreateRequest:
     )
 
 
-def _print_checks(checks: list[CheckResult]) -> bool:
+def _print_checks(report: Report, checks: list[CheckResult]) -> bool:
     for check in checks:
         mark = "PASS" if check.passed else "FAIL"
-        say(f"[{mark}] {check.name}: {check.detail}")
+        report.say(f"[{mark}] {check.name}: {check.detail}")
         if not check.passed and check.hint:
-            say(f"       fix: {check.hint}")
-    return all(c.passed for c in checks)
+            report.say(f"       fix: {check.hint}")
+    passed = all(c.passed for c in checks)
+    report.done(passed, checks=[{"name": c.name, "passed": c.passed, "detail": c.detail,
+                                 "hint": c.hint} for c in checks])
+    return passed
 
 
 async def _check(service: ClusterService, args: argparse.Namespace) -> int:
-    return 0 if _print_checks(await service.preflight(_request(args), say)) else 1
+    report = Report(args)
+    return 0 if _print_checks(report, await service.preflight(_request(args), report.say)) else 1
 
 
-def _confirm_erase(args: argparse.Namespace) -> None:
+def _confirm_erase(args: argparse.Namespace, report: Report) -> None:
     warning = ERASE_WARNING.format(ip=args.remote_ip)
     if args.yes:
-        say(warning)
+        report.say(warning)
         return
     try:
         with open("/dev/tty", "r+") as tty:
@@ -132,10 +136,12 @@ def _confirm_erase(args: argparse.Namespace) -> None:
 
 
 async def _create(service: ClusterService, args: argparse.Namespace) -> int:
+    report = Report(args)
     request = _request(args)
     await service.validate(request)
-    _confirm_erase(args)
-    await service.create(request, say)
+    _confirm_erase(args, report)
+    config = await service.create(request, report.say)
+    report.done(cluster=codec.to_dict(config))
     return 0
 
 
@@ -162,22 +168,44 @@ async def _show(service: ClusterService, args: argparse.Namespace) -> int:
 
 
 async def _edit(service: ClusterService, args: argparse.Namespace) -> int:
-    lines = await service.edit(EditRequest(_given(args, settings.editable())), say)
+    report = Report(args)
+    lines = await service.edit(EditRequest(_given(args, settings.editable())), report.say)
     for line in lines or ["Nothing to be changed"]:
-        say(line)
+        report.say(line)
+    report.done(changes=lines)
     return 0
 
 
 async def _destroy(service: ClusterService, args: argparse.Namespace) -> int:
+    report = Report(args)
     config = await _config_or_fail(service)
     names = " and ".join(n.hostname for n in config.nodes)
     if not args.yes:
         raise CommandError(
             f"This removes the cluster from {names}: cluster, keepalived and conntrackd "
-            "configuration, and the floating IPs. Add --yes to confirm.", EXIT_BAD_INPUT)
-    for warning in await service.destroy(say):
-        say(f"warning: {warning}")
-    say(f"Cluster destroyed on {names}")
+            "configuration, the floating IPs, and each node's key from the other. Add --yes "
+            "to confirm.", EXIT_BAD_INPUT)
+    warnings = await service.destroy(report.say)
+    for warning in warnings:
+        report.say(f"warning: {warning}")
+    report.say(f"Cluster destroyed on {names}")
+    report.done(warnings=warnings)
+    return 0
+
+
+def _fingerprint(text: str) -> str:
+    try:
+        return validation.host_key_fingerprint(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def _rekey(service: ClusterOperations, args: argparse.Namespace) -> int:
+    request = RekeyRequest(host_key_fingerprint=args.accept_host_key,
+                           trust_new_host_key=args.trust_new_host_key,
+                           link_address=args.link_address)
+    for line in await service.rekey(request, say):
+        say(line)
     return 0
 
 
@@ -185,7 +213,10 @@ async def _destroy(service: ClusterService, args: argparse.Namespace) -> int:
 
 
 async def _maintenance(service: ClusterService, args: argparse.Namespace) -> int:
-    say(await service.set_maintenance(args.node, args.state == "on"))
+    report = Report(args)
+    message = await service.set_maintenance(args.node, args.state == "on", force=args.force)
+    report.say(message)
+    report.done(node=args.node, maintenance=args.state == "on", message=message)
     return 0
 
 
@@ -202,6 +233,11 @@ async def _nodes(service: ClusterService, args: argparse.Namespace) -> int:
 
 
 # --- the parsers ---------------------------------------------------------------------------------
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help='one JSON document at the end: {"ok", "command", "steps", …}')
 
 
 def register(commands: argparse._SubParsersAction, name: str, help: str) -> None:
@@ -230,6 +266,7 @@ def _register_cluster(commands: argparse._SubParsersAction, name: str, help: str
         if action_name == "create":
             action.add_argument("--yes", action="store_true",
                                 help="confirm that the peer's cluster configuration is erased")
+        _add_json(action)
         action.set_defaults(func=_run(func))
 
     shown = ", ".join(setting.label.lower() for setting in settings.SETTINGS)
@@ -239,17 +276,36 @@ def _register_cluster(commands: argparse._SubParsersAction, name: str, help: str
 
     edit = actions.add_parser("edit", help="change the cluster on both nodes (master only)")
     _add_setting_flags(edit, settings.editable())
+    _add_json(edit)
     edit.set_defaults(func=_run(_edit))
 
     destroy = actions.add_parser("destroy", help="remove the cluster from both nodes")
     destroy.add_argument("--yes", action="store_true")
+    _add_json(destroy)
     destroy.set_defaults(func=_run(_destroy))
+
+    rekey = actions.add_parser("rekey", help="replace both nodes' SSH keys, each proved before "
+                                             "the old one goes")
+    repin = rekey.add_mutually_exclusive_group()
+    repin.add_argument("--accept-host-key", action=Once, metavar="SHA256:…", type=_fingerprint,
+                       help="also re-pin the peer's new host key, with this fingerprint as "
+                            "checked on its console (and send this node's host key to it)")
+    repin.add_argument("--trust-new-host-key", action="store_true",
+                       help="also re-pin whatever host key the peer offers now (scripts)")
+    rekey.add_argument("--link-address", action="store_true",
+                       help="also learn and pin both nodes' link-layer addresses on the "
+                            "cluster NIC again (a NIC replaced)")
+    rekey.set_defaults(func=_run(_rekey))
 
 
 def _register_maintenance(commands: argparse._SubParsersAction, name: str, help: str) -> None:
     maintenance = commands.add_parser(name, help=help)
     maintenance.add_argument("state", choices=("on", "off"))
     maintenance.add_argument("--node", action=Once, choices=("local", "remote"), default="local")
+    maintenance.add_argument("--force", action="store_true",
+                             help="on the master: go into maintenance even when the other node "
+                                  "cannot take over, leaving the floating IPs unserved")
+    _add_json(maintenance)
     maintenance.set_defaults(func=_run(_maintenance))
 
 

@@ -12,6 +12,7 @@ console either, pays for the imports of the others.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import os
 import sys
@@ -19,10 +20,14 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from skutui import __version__
-from skutui.cli.common import EXIT_FAILED, EXIT_INTERRUPTED
+from skutui.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, report_failure
 from skutui.domain.errors import SkutuiError
+from skutui.domain.paths import Paths
 
 DEBUG_ENV = "SKUTUI_DEBUG"
+PLUMBING = ("node", "agent", "lab")
+"""Commands the nodes run on each other (and the lab's): they never finish an interrupted
+change themselves, the operator's next command does."""
 
 OpenConsole = Callable[[bool], int]
 """Opens the console (``ascii_profile``) and returns its exit code; handed in by the entry."""
@@ -46,6 +51,17 @@ COMMANDS: dict[str, CommandGroup] = {
                          "run a command on the master and replay it on the backup"),
     "events": CommandGroup("skutui.cli.events",
                            "follow this node's agent: role changes, sync, replication, services"),
+    "history": CommandGroup("skutui.cli.history",
+                            "both nodes' events and failovers as one timeline"),
+    "readiness": CommandGroup("skutui.cli.readiness",
+                              "whether each node could take over now, and why not"),
+    "sync": CommandGroup("skutui.cli.sync",
+                         "verify that both nodes hold the same synced files, push the master's"),
+    "metrics": CommandGroup("skutui.cli.metrics", "this node's metrics (Prometheus text)"),
+    "drill": CommandGroup("skutui.cli.drill",
+                          "hand the floating IPs to the backup and back, measuring the gap"),
+    "logs": CommandGroup("skutui.cli.logs",
+                         "this node's log: the agent, keepalived and conntrackd (-f follows)"),
     "node": CommandGroup("skutui.cli.node", "operations on this node (used over SSH)", hidden=True),
     "agent": CommandGroup("skutui.cli.agent", "the node agent", hidden=True),
 }
@@ -91,21 +107,69 @@ def _console(args: argparse.Namespace, open_console: OpenConsole | None) -> int:
     return open_console(args.ascii)
 
 
+def command_words(argv: Sequence[str]) -> str:
+    """The command as the operator typed it: the words before the first option."""
+    words = []
+    for word in argv:
+        if word.startswith("-"):
+            break
+        words.append(word)
+    return " ".join(words)
+
+
+def finish_interrupted_change() -> None:
+    """A cluster change killed before it could roll back (SIGKILL, a power cut) left its
+    rollback record: the next command finishes the rollback first, and says so."""
+    paths = Paths.from_env()
+    try:
+        if not paths.change_record.exists():
+            return
+    except OSError:
+        return  # not root: a rollback is root's to finish
+    # The operations API (and SSH) load only when a change left a record behind.
+    from skutui.cluster.operations import build_service
+
+    def say(line: str) -> None:
+        print(f"skutui: {line}", file=sys.stderr, flush=True)
+
+    async def finish() -> str | None:
+        service = build_service(paths)
+        try:
+            return await service.finish_interrupted(say)
+        finally:
+            await service.close()
+
+    try:
+        message = asyncio.run(finish())
+    except SkutuiError as exc:
+        message = f"an interrupted change could not be rolled back yet: {exc}"
+    if message:
+        say(message)
+
+
 def run(argv: list[str], open_console: OpenConsole | None = None) -> int:
     parser = build_parser(argv, open_console)
     args = parser.parse_args(argv)
+    if not getattr(args, "command_name", None):
+        args.command_name = command_words(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if _chosen(argv) not in PLUMBING:
+            finish_interrupted_change()
         return func(args)
     except SkutuiError as exc:
         print(f"skutui: {exc}", file=sys.stderr)
+        report_failure(args, exc, exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         print("skutui: interrupted", file=sys.stderr)
+        report_failure(args, "interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"skutui: unexpected error ({type(exc).__name__}: {exc}); run again with "
-              f"{DEBUG_ENV}=1 for the details", file=sys.stderr)
+        message = (f"unexpected error ({type(exc).__name__}: {exc}); run again with "
+                   f"{DEBUG_ENV}=1 for the details")
+        print(f"skutui: {message}", file=sys.stderr)
+        report_failure(args, message, EXIT_FAILED)
         return EXIT_FAILED

@@ -7,10 +7,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from skutui.domain.drift import Drift
 from skutui.domain.model import ClusterConfig, InterfaceAddress
-from skutui.domain.wire import CheckResult, CreateRequest, EditRequest, Event, NodeRow, NodeSide, Progress
+from skutui.domain.readiness import Readiness
+from skutui.domain.wire import (
+    CheckResult,
+    CreateRequest,
+    EditRequest,
+    Event,
+    NodeRow,
+    NodeSide,
+    Progress,
+    Timeline,
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,30 @@ class ClusterService(Protocol):
 
     async def status(self) -> ClusterStatus: ...
 
-    async def set_maintenance(self, node: NodeSide, on: bool) -> str:
-        """Returns the node's own message, e.g. "node-a is in maintenance; …"."""
+    async def set_maintenance(self, node: NodeSide, on: bool, force: bool = False) -> str:
+        """Returns what happened, e.g. "node-a is in maintenance; node-b … took over". On
+        the master, raises Refused when the other node cannot take over, unless ``force``
+        (then the message says the floating IPs are unserved)."""
+
+    async def history(self, since: float | None = None, kinds: list[str] | None = None) -> Timeline:
+        """Both nodes' records merged, oldest first; a peer that does not answer is named
+        in ``missing`` and its records are left out."""
+
+    async def verify_sync(self) -> Drift:
+        """Every synced file compared on both nodes (hash, mode, owner); nothing is changed."""
+
+    async def push_sync(self, progress: Progress) -> Drift:
+        """The master's copy of every file that differs sent to the backup (master only);
+        then compared again."""
+
+    async def drill(self, progress: Progress) -> dict[str, Any]:
+        """Hand the floating IPs to the backup and back, measuring the gaps (master only;
+        refused, saying why, unless both nodes could play their part); the drill's record
+        (``skutui.domain.drill``), kept in both nodes' history."""
+
+    async def readiness(self) -> list[Readiness]:
+        """Whether each node could take over now, this node first; a peer that does not
+        answer is left out."""
 
     def events(self) -> AsyncIterator[Event]:
         """Live events from both nodes; the node table refreshes on each."""

@@ -14,19 +14,22 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from skutui.cluster.nodeops import NodeOps
+from skutui import __version__
+from skutui.cluster.nodeops import NodeOps, SkutuiNotInstalled
 from skutui.cluster.transaction import reason
 from skutui.domain import settings, validation
 from skutui.domain.errors import ValidationError
-from skutui.domain.model import InterfaceAddress
+from skutui.domain.model import InterfaceAddress, split_floating_ip
 from skutui.domain.values import format_seconds
 from skutui.domain.wire import CheckResult, CreateRequest, Progress
+from skutui.system.package import install_hint
 
 NO_LOCAL_CLUSTER = "No cluster on this node"
 PEER_AUTHENTICATED = "Peer reachable and authenticated"
 SAME_VERSION = "Same skutui version"
 DIFFERENT_HOSTNAMES = "Different hostnames"
 PEER_NIC = "Cluster NIC on the peer"
+LINKS_ON_BOTH = "Links on both nodes"
 DAEMONS = ("keepalived", "conntrackd")
 KEEPALIVED_INSTALLED = "keepalived installed"
 CONNTRACKD_INSTALLED = "conntrackd installed"
@@ -49,7 +52,7 @@ exchange keys with the password, or change nothing."""
 def check_names(virtual_router_id: int = settings.VIRTUAL_ROUTER_ID.default) -> list[str]:
     """Every check, in the order pre-flight runs and reports them."""
     return [NO_LOCAL_CLUSTER, PEER_AUTHENTICATED, SAME_VERSION, DIFFERENT_HOSTNAMES, PEER_NIC,
-            KEEPALIVED_INSTALLED, CONNTRACKD_INSTALLED, CLOCKS_AGREE,
+            LINKS_ON_BOTH, KEEPALIVED_INSTALLED, CONNTRACKD_INSTALLED, CLOCKS_AGREE,
             ROUTER_ID_FREE.format(vrid=virtual_router_id)]
 
 
@@ -69,6 +72,15 @@ class Checked:
     @property
     def virtual_router_id(self) -> int:
         return self.settings.get("virtual_router_id", settings.VIRTUAL_ROUTER_ID.default)
+
+    @property
+    def named_links(self) -> list[str]:
+        """The links the settings name besides the cluster NIC: tracked interfaces and the
+        links of floating IPs placed elsewhere."""
+        named = [*self.settings.get("tracked_interfaces", ())]
+        named += [split_floating_ip(text, self.local.interface)[1]
+                  for text in self.settings.get("floating_ips", ())]
+        return [name for name in dict.fromkeys(named) if name != self.local.interface]
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,7 @@ def check_request(request: CreateRequest, addresses: Sequence[InterfaceAddress],
     remote_ip = validation.remote_ip(request.remote_ip, local)
     given = settings.check_all(request.settings, settings.Context(
         local=hostname, node_ips=(local.address, remote_ip)))
+    validation.services_listed_once(given.get("services", ()), given.get("services_on_both", ()))
     if request.host_key_fingerprint is not None:
         validation.host_key_fingerprint(request.host_key_fingerprint)
     return Checked(local, remote_ip, given)
@@ -114,12 +127,16 @@ async def run(checked: Checked, local: NodeOps, connect: Callable[[str], NodeOps
         await authenticate(remote_ip, local_ip, request, progress)
         remote = connect(remote_ip)
         remote_inventory = await remote.inventory()
+    except SkutuiNotInstalled as exc:
+        checks += skutui_missing(remote_ip, exc)
+        return checks, None
     except Exception as exc:  # noqa: BLE001 - reported as the failing check
         checks.append(peer_unreachable(exc))
         return checks, None
     remote.name = remote_inventory["hostname"]
     checks.append(peer_authenticated(remote_ip, remote_inventory))
-    checks += compare(checked.local, remote_ip, local_inventory, remote_inventory)
+    checks += compare(checked.local, remote_ip, local_inventory, remote_inventory,
+                      checked.named_links)
     interval = checked.check_interval
     progress(f"Listening for other VRRP routers for {format_seconds(ADVERTS_HEARD * interval)} s")
     checks.append(await listen_for_routers(routers_heard, local_ip, remote_ip, interval,
@@ -143,13 +160,21 @@ def peer_unreachable(exc: BaseException) -> CheckResult:
                        "fix the connection, then run the checks again")
 
 
+def skutui_missing(remote_ip: str, exc: SkutuiNotInstalled) -> list[CheckResult]:
+    """Logged in, but the peer has no skutui: nothing else can be asked of it."""
+    return [CheckResult(PEER_AUTHENTICATED, True, f"logged in to {remote_ip} with skutui's key"),
+            CheckResult(SAME_VERSION, False, str(exc), f"install skutui {__version__} on "
+                        f"{remote_ip}: {install_hint(__version__)}")]
+
+
 def peer_authenticated(remote_ip: str, inventory: dict[str, Any]) -> CheckResult:
     return CheckResult(PEER_AUTHENTICATED, True,
                        f"logged in to {remote_ip} ({inventory['hostname']}) with skutui's key")
 
 
-def compare(local: InterfaceAddress, remote_ip: str, mine: dict, theirs: dict) -> list[CheckResult]:
-    """The checks that compare both nodes' inventories."""
+def compare(local: InterfaceAddress, remote_ip: str, mine: dict, theirs: dict,
+            links: Sequence[str] = ()) -> list[CheckResult]:
+    """The checks that compare both nodes' inventories; ``links``: those the settings name."""
     checks = [
         CheckResult(SAME_VERSION, mine["version"] == theirs["version"],
                     f"{mine['version']} here, {theirs['version']} on the peer",
@@ -164,6 +189,7 @@ def compare(local: InterfaceAddress, remote_ip: str, mine: dict, theirs: dict) -
     checks.append(CheckResult(
         PEER_NIC, same_nic, f"{found}; this node uses {local.interface}",
         f"put {remote_ip} on the peer's {local.interface} (not an alias)"))
+    checks.append(links_on_both(links, mine, theirs))
     for daemon, name in zip(DAEMONS, (KEEPALIVED_INSTALLED, CONNTRACKD_INSTALLED), strict=True):
         ok = bool(mine[daemon]) and bool(theirs[daemon])
         checks.append(CheckResult(
@@ -173,6 +199,19 @@ def compare(local: InterfaceAddress, remote_ip: str, mine: dict, theirs: dict) -
     checks.append(CheckResult(CLOCKS_AGREE, skew <= CLOCK_SKEW_MAX, f"{skew:.1f} s apart",
                               "synchronise both clocks (NTP)"))
     return checks
+
+
+def links_on_both(links: Sequence[str], mine: dict, theirs: dict) -> CheckResult:
+    """Every link a setting names exists on both nodes: a tracked link missing on one keeps
+    it in FAULT, a floating IP's link missing leaves the address nowhere to go."""
+    if not links:
+        return CheckResult(LINKS_ON_BOTH, True, "no link named besides the cluster NIC")
+    missing = [f"{name} is missing on {node['hostname']}" for name in links
+               for node in (mine, theirs) if name not in node.get("links", ())]
+    if missing:
+        return CheckResult(LINKS_ON_BOTH, False, "; ".join(missing),
+                           "name links both nodes have (ip link lists them)")
+    return CheckResult(LINKS_ON_BOTH, True, f"{', '.join(links)} on both")
 
 
 async def listen_for_routers(routers_heard: RoutersHeard, local_ip: str, remote_ip: str,

@@ -8,25 +8,62 @@ from __future__ import annotations
 
 import dataclasses
 
+from skutui.domain.digest import FAILED_SERVICES, MESSAGE_PASSIVE, NOT_READY, digest
 from skutui.domain.digest import NodeFacts as DigestFacts
-from skutui.domain.digest import digest
-from skutui.domain.model import Node, Role
+from skutui.domain.model import Node, Role, Status
+from skutui.domain.readiness import Readiness, drift_message, not_ready_message, readiness
 from skutui.domain.wire import NodeRow, NodeSide
 from skutui.system.node import NodeFacts
 
 HOST_KEY_CHANGED = "its SSH host key changed; nothing is sent until it is re-pinned"
 
 
-def row(side: NodeSide, node: Node, facts: NodeFacts | None, other_role: Role | None) -> NodeRow:
-    """One node's row; ``facts`` None: the node did not answer."""
+def row(side: NodeSide, node: Node, facts: NodeFacts | None, other_role: Role | None,
+        other: NodeFacts | None = None) -> NodeRow:
+    """One node's row; ``facts`` None: the node did not answer. A backup not ready to take
+    over is red with the reasons (``other``: the master's facts, for its cache and queues),
+    and one whose synced files differ from the master's says how many."""
     if facts is None:
         result = digest(DigestFacts(role=Role.UNKNOWN, services={}, reachable=False), other_role)
         return NodeRow(side, Role.UNKNOWN, node.ip, node.hostname, result.status, result.message)
     result = digest(
         DigestFacts(role=facts.role, services=facts.services, reachable=True,
-                    holds_floating_ips=facts.holds_floating_ips),
+                    holds_floating_ips=facts.holds_floating_ips,
+                    services_down=tuple(facts.services_down), failed_here=tuple(facts.failed_here),
+                    links_down=tuple(facts.links_down), warnings=tuple(facts.warnings)),
         other_role)
-    return NodeRow(side, facts.role, node.ip, facts.hostname, result.status, result.message)
+    status, message = result.status, result.message
+    if facts.role is Role.BACKUP:
+        ready = readiness_of(facts, other)
+        if not ready.ready:
+            # One "not ready to take over" list: the daemons it lacks are named there, not
+            # again as failed services.
+            others = [part for part in message.split("; ") if part != MESSAGE_PASSIVE
+                      and not part.startswith(FAILED_SERVICES)]
+            also = next((part for part in others if part.startswith(NOT_READY)), "")
+            others = [part for part in others if part != also]
+            status = Status.FAILURE
+            message = "; ".join([*others, not_ready_message(ready, also.removeprefix(NOT_READY))])
+        drift = drifted(other)
+        if drift:  # instead of "Node online and passive": the column is narrow on 80 columns
+            kept = [part for part in message.split("; ") if part != MESSAGE_PASSIVE]
+            message = "; ".join([*kept, drift_message(drift)])
+    return NodeRow(side, facts.role, node.ip, facts.hostname, status, message)
+
+
+def readiness_of(facts: NodeFacts, other: NodeFacts | None) -> Readiness:
+    """Whether the node of ``facts`` could take over now; ``other``: the other node's facts,
+    None when it did not answer."""
+    master = other.standby if other is not None and other.role is Role.MASTER else None
+    return readiness(facts.hostname, facts.role, facts.services, facts.standby, master)
+
+
+def drifted(master: NodeFacts | None) -> int:
+    """Files that differ between the nodes, as the master's agent last found them."""
+    if master is None or master.role is not Role.MASTER:
+        return 0
+    drift = master.standby.get("drift") or {}
+    return len(drift.get("differences") or [])
 
 
 def node_rows(me: Node, peer: Node, local: NodeFacts, remote: NodeFacts | BaseException
@@ -38,7 +75,7 @@ def node_rows(me: Node, peer: Node, local: NodeFacts, remote: NodeFacts | BaseEx
         if _host_key_changed(remote):
             rows[-1] = dataclasses.replace(rows[-1], message=f"{rows[-1].message}: {HOST_KEY_CHANGED}")
         return rows
-    return [row("local", me, local, remote.role), row("remote", peer, remote, local.role)]
+    return [row("local", me, local, remote.role, remote), row("remote", peer, remote, local.role, local)]
 
 
 def _host_key_changed(exc: BaseException) -> bool:

@@ -33,6 +33,9 @@ MESSAGE_BACKUP_HOLDS_FLOATING_IPS = "Backup holds floating IPs: the master holds
 MESSAGE_SYNC_ON_BACKUP = "Config sync running on a backup: it would overwrite the master's files"
 MESSAGE_ROLE_UNKNOWN = "Node role unknown"
 FAILED_SERVICES = "Failed services: "
+FAULT = "FAULT: "
+MESSAGE_FAULT_UNEXPLAINED = "keepalived reports a fault"
+NOT_READY = "not ready to take over: "
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,16 @@ class NodeFacts:
     """Service name -> running; a service not listed counts as not running."""
     reachable: bool = True
     holds_floating_ips: bool = False
+    services_down: tuple[str, ...] = ()
+    """Configured services this node should run in its role (``services_to_run``) that do
+    not run."""
+    failed_here: tuple[str, ...] = ()
+    """Master-only services that failed on this node while it was master: a backup that
+    cannot run them is not ready to take over."""
+    links_down: tuple[str, ...] = ()
+    """Tracked links (the cluster NIC among them) that are down or missing."""
+    warnings: tuple[str, ...] = ()
+    """Said after the node's message whatever its status (e.g. foreign VRRP dropped)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,39 @@ def _failed_text(failed: list[str]) -> str:
     return FAILED_SERVICES + ", ".join(failed) if failed else ""
 
 
+def _listed(names: tuple[str, ...] | list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def down_text(names: tuple[str, ...] | list[str]) -> str:
+    """``haproxy is down``, ``haproxy and nginx are down``; empty for no name."""
+    if not names:
+        return ""
+    return f"{_listed(names)} {'is' if len(names) == 1 else 'are'} down"
+
+
+def _service_problems(facts: NodeFacts) -> list[str]:
+    failed = f"{_listed(facts.failed_here)} failed here as master" if facts.failed_here else ""
+    return [down_text(facts.services_down), failed]
+
+
+def _fault(facts: NodeFacts) -> Digest:
+    """keepalived's FAULT that the operator did not ask for: red, naming what failed."""
+    parts = [*(f"{name} is down" for name in facts.links_down), *_service_problems(facts)]
+    return _failure(FAULT + ("; ".join(p for p in parts if p) or MESSAGE_FAULT_UNEXPLAINED))
+
+
 def digest(facts: NodeFacts, other_role: Role | None) -> Digest:
-    """Status, colour and message for one node; ``other_role`` is the other node's, if known.
+    """Status, colour and message for one node; ``other_role`` is the other node's, if known;
+    the node's warnings follow its message (see :func:`_status`)."""
+    result = _status(facts, other_role)
+    if facts.reachable and facts.warnings:
+        return _digest(result.status, "; ".join((result.message, *facts.warnings)))
+    return result
+
+
+def _status(facts: NodeFacts, other_role: Role | None) -> Digest:
+    """Status, colour and message for one node, without its warnings.
 
     Checked in order of danger: a node that did not answer tells nothing else; floating IPs
     held without keepalived, or by a backup, mean two nodes answer for the same address;
@@ -81,19 +125,23 @@ def digest(facts: NodeFacts, other_role: Role | None) -> Digest:
         return _failure(MESSAGE_ORPHAN_FLOATING_IPS)
     if facts.role is Role.MAINTENANCE:
         return _digest(Status.MAINTENANCE, MESSAGE_MAINTENANCE)
+    if facts.role is Role.FAULT:
+        return _fault(facts)
     if facts.role is Role.MASTER:
         if other_role is Role.MASTER:
             return _failure(MESSAGE_SPLIT_BRAIN)
-        failed = _failed(facts, MASTER_SERVICES)
-        if failed:
-            return _failure(_failed_text(failed))
+        problems = [_failed_text(_failed(facts, MASTER_SERVICES)), *_service_problems(facts)]
+        if any(problems):
+            return _failure(*problems)
         return _digest(Status.OK, MESSAGE_ACTIVE)
     if facts.role is Role.BACKUP:
         failed = _failed(facts, BACKUP_SERVICES)
+        not_ready = "; ".join(p for p in _service_problems(facts) if p)
         problems = [
             MESSAGE_BACKUP_HOLDS_FLOATING_IPS if facts.holds_floating_ips else "",
             _failed_text(failed),
             MESSAGE_SYNC_ON_BACKUP if running(SYNC, False) else "",
+            NOT_READY + not_ready if not_ready else "",
         ]
         if any(problems):
             return _failure(*problems)

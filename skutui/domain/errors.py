@@ -27,6 +27,17 @@ class Failed(SkutuiError):
     exit_code = 1
 
 
+class Refused(Failed):
+    """The action would leave the cluster worse than the operator may think (maintenance on
+    a master whose peer cannot take over); nothing was changed, and forcing it (``--force``,
+    a second confirmation in the console) is the only way. ``reason`` is the message
+    without the command line's way to force it, for the console's own question."""
+
+    def __init__(self, reason: str, how_to_force: str) -> None:
+        super().__init__(f"{reason} {how_to_force}")
+        self.reason = reason
+
+
 class Interrupted(SkutuiError):
     """The operator stopped it (Ctrl+C); the message says what was undone."""
 

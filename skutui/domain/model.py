@@ -27,14 +27,25 @@ TRANSPORT_MULTICAST = "multicast"
 TRANSPORTS = (TRANSPORT_UNICAST, TRANSPORT_MULTICAST)
 """How VRRP adverts travel: to the peer's cluster IP, or to VRRP's multicast group."""
 
+METRICS_FILE_SUFFIX = ".prom"
+"""node_exporter's textfile collector reads only files named so."""
+DEBIAN_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+"""Where Debian's prometheus-node-exporter reads text files from."""
+
 MAINTENANCE_TRACK_FILE = "maintenance"
 """Name of the keepalived track_file that holds the maintenance flag: non-zero means FAULT."""
+
+LINK_SEPARATOR = "@"
+"""Between a floating IP and the link that carries it: ``198.18.1.100/24@eth1``."""
 
 
 class Role(str, enum.Enum):
     MASTER = "master"
     BACKUP = "backup"
     MAINTENANCE = "maintenance"
+    """The operator put the node in maintenance."""
+    FAULT = "fault"
+    """keepalived's FAULT without maintenance: a tracked link is down."""
     UNKNOWN = "unknown"
 
 
@@ -82,11 +93,18 @@ class ClusterConfig:
     tracked_interfaces: tuple[str, ...] = ()
     """Links keepalived watches besides the cluster NIC (which is always tracked)."""
     floating_ips: tuple[str, ...] = ()
-    """CIDRs held by the master, e.g. ``198.18.0.100/24``."""
+    """CIDRs held by the master, e.g. ``198.18.0.100/24``; ``…@eth1`` on a link other than
+    the cluster NIC."""
     synced_paths: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
     """Services started on the master and stopped on the backup."""
+    services_on_both: tuple[str, ...] = ()
+    """Services kept running on both nodes (hot standby): only the floating IPs move."""
     virtual_router_id: int = DEFAULT_VIRTUAL_ROUTER_ID
+    webhook_url: str = ""
+    """Where each event is POSTed as JSON; empty: no webhook."""
+    metrics_file: str = ""
+    """The Prometheus text file the agent keeps for node_exporter; empty: none."""
     schema_version: int = SCHEMA_VERSION
 
     def node(self, hostname: str) -> Node:
@@ -100,6 +118,25 @@ class ClusterConfig:
             if node.hostname != hostname:
                 return node
         raise KeyError(hostname)
+
+    @property
+    def placed_floating_ips(self) -> tuple[tuple[str, str], ...]:
+        """Each floating IP as (CIDR, the link that carries it)."""
+        return tuple(split_floating_ip(text, self.interface) for text in self.floating_ips)
+
+    @property
+    def all_services(self) -> tuple[str, ...]:
+        """Master-only services first, then those on both nodes."""
+        return (*self.services, *self.services_on_both)
+
+    def services_to_run(self, role: Role) -> tuple[str, ...]:
+        """The services a node in ``role`` runs: the master all of them, a standing-by node
+        (backup, fault) those on both; a node in maintenance is left to the operator."""
+        if role is Role.MASTER:
+            return self.all_services
+        if role is Role.MAINTENANCE:
+            return ()
+        return self.services_on_both
 
     @property
     def all_tracked_interfaces(self) -> tuple[str, ...]:
@@ -128,3 +165,9 @@ class InterfaceAddress:
     @property
     def is_alias(self) -> bool:
         return bool(self.label) and self.label != self.interface
+
+
+def split_floating_ip(text: str, default_link: str) -> tuple[str, str]:
+    """``CIDR[@LINK]`` as (CIDR, link); without a link, ``default_link`` (the cluster NIC)."""
+    cidr, _, link = text.partition(LINK_SEPARATOR)
+    return cidr, link or default_link

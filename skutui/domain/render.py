@@ -9,6 +9,7 @@ accepts every variant without a warning.
 from __future__ import annotations
 
 import ipaddress
+import math
 
 from skutui.domain.errors import ValidationError
 from skutui.domain.model import (
@@ -41,8 +42,35 @@ keepalived re-creates its instance when the heartbeat transport changes, startin
 backup without the floating IPs; the master renders this priority for that one reload, so
 it holds them again within a millisecond and the backup never takes them."""
 
+SERVICE_PENALTY = 100
+"""Priority a node loses for each of its services that is down: more than the gap between the
+failback priorities (120 and 50), so that a node whose service fails always ranks below a
+healthy peer, and a peer whose service is down too never takes the floating IPs from it
+(keepalived keeps every priority at 1 or more, so two failing nodes rank equal)."""
+SERVICE_FALL = 2
+"""Failed checks in a row before a service counts as down: one slow answer moves nothing."""
+SERVICE_RISE = 2
+"""Good checks in a row before a service that was down counts as running again."""
+SERVICE_CHECK_MIN_INTERVAL = 1
+"""Whole seconds: keepalived 2.2.7 runs a vrrp_script at most once a second."""
+SERVICE_SCRIPT_PREFIX = "service_"
+
+HANDOVER_TRACK_FILE = "handover"
+HANDOVER_OFF = 0
+HANDOVER_YIELD = -253
+"""Added to the priority (keepalived keeps it at 1 or more): this node keeps the floating IPs
+until the peer, now ranked higher, takes them, so they are never unserved."""
+HANDOVER_NOW = -254
+"""The value keepalived reads as FAULT: it leaves the master role at once and tells the peer
+with a priority-0 advert, which takes over after its skew alone."""
+
 GARP_MASTER_DELAY = 1
 """Seconds after a takeover before the second round of gratuitous ARP."""
+GARP_LOWER_PRIO_REPEAT = 5
+"""Gratuitous ARPs a master sends when it hears a lower-priority advert: what re-announces
+the floating IPs when a split brain heals (with ``higher_prio_send_advert`` on the other
+side, see ``render_keepalived``). keepalived 2.2 sends as many by default; written out so
+that the re-announcement does not hang on a default."""
 
 KEEPALIVED_DUMP_DIR_ENV = "TMPDIR"
 """keepalived 2.2.7 has no keyword for where SIGUSR1/SIGUSR2 dumps go: it writes
@@ -121,8 +149,33 @@ def _check_notify_command(notify_command: str) -> None:
         raise ValueError(f"notify command {notify_command!r} must not contain quotes or backslashes")
 
 
+def service_check_interval(cfg: ClusterConfig) -> int:
+    """Seconds between two checks of a service: the check interval, in whole seconds."""
+    return max(SERVICE_CHECK_MIN_INTERVAL, math.ceil(cfg.check_interval))
+
+
+def service_script_name(service: str) -> str:
+    return SERVICE_SCRIPT_PREFIX + service
+
+
+def _service_scripts(cfg: ClusterConfig, paths: Paths, service_check: str) -> list[str]:
+    """One vrrp_script per service, run by keepalived itself: ``service_check.sh`` says
+    whether the service runs (a master-only service on a node that is not master counts as
+    running unless it failed here as master, for a backup cannot know better)."""
+    interval = service_check_interval(cfg)
+    lines: list[str] = []
+    for kind, names in (("master", cfg.services), ("both", cfg.services_on_both)):
+        for name in names:
+            command = (f"{service_check} {kind} {name} {paths.role_file} "
+                       f"{paths.service_state_dir}")
+            lines += [*_block(f"vrrp_script {service_script_name(name)}", [
+                f'script "{command}"', f"interval {interval}", f"timeout {interval}",
+                f"fall {SERVICE_FALL}", f"rise {SERVICE_RISE}", f"weight -{SERVICE_PENALTY}"]), ""]
+    return lines
+
+
 def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, notify_command: str,
-                      claim: bool = False) -> str:
+                      claim: bool = False, service_check: str = "") -> str:
     """keepalived.conf for ``local_hostname``: one VRRP instance, both nodes start BACKUP.
 
     - Maintenance is a tracked file (paths.maintenance_flag, weight 0): a non-zero value puts
@@ -141,25 +194,45 @@ def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, not
       ``check_unicast_src`` accepts them from that address only, so another cluster using the
       same virtual_router_id on the segment cannot demote this one. Multicast: adverts go to
       VRRP's group (224.0.0.18, ff02::12) from this node's cluster IP (``mcast_src_ip``).
+    - A split brain heals when the two masters hear each other again; the one that gives way
+      would go quiet, and the other, hearing nothing lower, would never announce again: a
+      third machine's ARP cache would keep pointing at the node that gave the floating IPs
+      up. ``higher_prio_send_advert`` makes the one that gives way send one last advert,
+      and ``garp_lower_prio_repeat`` makes the one that stays answer it with gratuitous ARPs.
     - ``max_auto_priority``: the VRRP process runs with realtime scheduling (keepalived caps
       it with RLIMIT_RTTIME), so a busy load balancer does not delay adverts sent every 0.1 s.
     - Scripts run as root with ``enable_script_security``: keepalived then refuses a notify
       script that a non-root user could modify.
     - The notify FIFO is read by the agent, which runs each transition from it; whichever of
       keepalived and the agent starts first creates it in paths.run_dir.
+      ``notify_priority_changes`` adds a line whenever a service check moves the priority,
+      so the agent learns at once that a service went down here.
+    - Each service is checked by keepalived itself (a ``vrrp_script``, not ``track_process``:
+      the process connector that track_process needs serves the host's first network
+      namespace only, and a service is what its init system says, not a process name). A
+      service down costs ``SERVICE_PENALTY``: the node then ranks below a healthy peer,
+      which takes over, and two failing nodes rank equal, so the floating IPs stay put
+      rather than moving back and forth. ``fall``/``rise`` damp a flapping service.
+    - The handover file (weight 1) lets the agent hand the master role over: see
+      ``HANDOVER_YIELD`` and ``HANDOVER_NOW``.
     """
     _check_notify_command(notify_command)
+    if cfg.all_services:
+        _check_notify_command(service_check)
     local, peer = _local_and_peer(cfg, local_hostname)
     family = _family(local.ip)
-    own_family = [ip for ip in cfg.floating_ips if _family(ip) == family]
-    other_family = [ip for ip in cfg.floating_ips if _family(ip) != family]
+    own_family = [(ip, link) for ip, link in cfg.placed_floating_ips if _family(ip) == family]
+    other_family = [(ip, link) for ip, link in cfg.placed_floating_ips if _family(ip) != family]
     if own_family:
-        virtual = [f"{ip} dev {cfg.interface}" for ip in own_family]
+        virtual = [f"{ip} dev {link}" for ip, link in own_family]
     elif family == 4:
         virtual = [f"{ROLE_MARKER_IPV4} dev lo scope host"]
     else:
         virtual = [f"{ROLE_MARKER_IPV6} dev lo"]
     tracked = [n for n in cfg.tracked_interfaces if n != cfg.interface]
+    # The address owner's priority takes no weight (keepalived refuses it): the claim, held
+    # for one reload, leaves the handover and the services' checks out.
+    weighted_files = [] if claim else [HANDOVER_TRACK_FILE]
 
     global_defs = [
         f"router_id {local_hostname}",
@@ -177,14 +250,19 @@ def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, not
         f"priority {vrrp_priority(cfg, local_hostname, claim)}",
         f"advert_int {format_seconds(cfg.check_interval)}",
         f"garp_master_delay {GARP_MASTER_DELAY}",
+        f"garp_lower_prio_repeat {GARP_LOWER_PRIO_REPEAT}",
+        "higher_prio_send_advert",
         *_heartbeat(cfg, local, peer),
         *(_block("track_interface", tracked) if tracked else []),
-        *_block("track_file", [MAINTENANCE_TRACK_FILE]),
+        *_block("track_file", [MAINTENANCE_TRACK_FILE, *weighted_files]),
+        *(_block("track_script", [service_script_name(name) for name in cfg.all_services])
+          if cfg.all_services and not claim else []),
+        "notify_priority_changes",
         *_block("virtual_ipaddress", virtual),
     ]
     if other_family:
         instance += _block(
-            "virtual_ipaddress_excluded", [f"{ip} dev {cfg.interface}" for ip in other_family]
+            "virtual_ipaddress_excluded", [f"{ip} dev {link}" for ip, link in other_family]
         )
     instance += [
         f'notify_master "{notify_command} master"',
@@ -192,14 +270,29 @@ def render_keepalived(cfg: ClusterConfig, local_hostname: str, paths: Paths, not
         f'notify_fault "{notify_command} fault"',
     ]
     maintenance = [f'file "{paths.maintenance_flag}"', "weight 0", "init_file 0"]
+    handover = [f'file "{paths.handover_file}"', "weight 1", f"init_file {HANDOVER_OFF}"]
     lines = [
         *_block("global_defs", global_defs),
         "",
         *_block(f"track_file {MAINTENANCE_TRACK_FILE}", maintenance),
         "",
+        *_block(f"track_file {HANDOVER_TRACK_FILE}", handover),
+        "",
+        *_service_scripts(cfg, paths, service_check),
         *_block(f"vrrp_instance {VRRP_INSTANCE}", instance),
     ]
     return GENERATED_NOTICE + "\n".join(lines) + "\n"
+
+
+def advertised_addresses(cfg: ClusterConfig, local_hostname: str) -> tuple[str, ...]:
+    """The addresses ``local_hostname``'s VRRP adverts carry, in ``virtual_ipaddress``'s
+    order: the floating IPs of the cluster IPs' family, else the role marker. An advert the
+    agent sends for a dead keepalived must carry exactly these, or the peer ignores it."""
+    local, _ = _local_and_peer(cfg, local_hostname)
+    family = _family(local.ip)
+    own = [str(ipaddress.ip_interface(ip.split("@", 1)[0]).ip) for ip in cfg.floating_ips
+           if _family(ip.split("@", 1)[0]) == family]
+    return tuple(own) or ((ROLE_MARKER_IPV4 if family == 4 else ROLE_MARKER_IPV6).split("/")[0],)
 
 
 def _heartbeat(cfg: ClusterConfig, local: Node, peer: Node) -> list[str]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from skutui.domain import values
 from skutui.domain.errors import ValidationError
@@ -27,20 +28,29 @@ from skutui.domain.model import (
     CHECK_INTERVAL_MAX,
     CHECK_INTERVAL_MIN,
     CHECK_INTERVAL_STEP,
+    DEBIAN_TEXTFILE_DIR,
     FAILBACK_DISABLED,
+    LINK_SEPARATOR,
+    METRICS_FILE_SUFFIX,
     TRANSPORTS,
     ClusterConfig,
 )
+from skutui.domain.syncplan import UNSAFE_ROOTS, VIRTUAL_TREES
 
 FAILBACK_LOCAL = "local"
 FAILBACK_REMOTE = "remote"
 FAILBACK_WORDS = (FAILBACK_DISABLED, FAILBACK_LOCAL, FAILBACK_REMOTE)
 """Words the failback setting gives a meaning of its own; a node may not be named so."""
 
+WEBHOOK_URL_MAX = 2048
 VIRTUAL_ROUTER_ID_MIN = 1
 VIRTUAL_ROUTER_ID_MAX = 255
 
-_SERVICE_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]+")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9:_.@-]*")
+"""A service as ``service NAME start`` and systemd units take it; the first character is
+never ``-``, so a name can never be read as an option."""
+OWN_DAEMONS = ("keepalived", "conntrackd")
+"""Started and stopped by skutui itself: never a service of the operator's lists."""
 
 
 class Kind(enum.Enum):
@@ -80,16 +90,34 @@ class Context:
     """The cluster NIC."""
     links: Collection[str] | None = None
     """This node's link names; None checks names for their spelling only."""
+    peer_links: Collection[str] | None = None
+    """The peer's link names, when it was asked; None leaves that check to pre-flight."""
 
     @classmethod
     def of(cls, config: ClusterConfig, local: str | None = None,
-           links: Collection[str] | None = None) -> Context:
+           links: Collection[str] | None = None,
+           peer_links: Collection[str] | None = None) -> Context:
         """The context of an existing cluster, seen from ``local``."""
         names = tuple(node.hostname for node in config.nodes)
         remote = next((name for name in names if name != local), None) if local else None
         return cls(local=local, remote=remote, nodes=names,
                    node_ips=tuple(node.ip for node in config.nodes),
-                   interface=config.interface, links=links)
+                   interface=config.interface, links=links, peer_links=peer_links)
+
+    def missing_link(self, name: str) -> str | None:
+        """Where link ``name`` is missing ("this node", the peer's name), if it is known to be."""
+        if self.links is not None and name not in self.links:
+            return "this node"
+        if self.peer_links is not None and name not in self.peer_links:
+            return self.remote or "the peer"
+        return None
+
+    def known_links(self) -> str:
+        """The links both nodes have (as far as known), for a message's fix."""
+        known = set(self.links if self.links is not None else self.peer_links or ())
+        if self.peer_links is not None:
+            known &= set(self.peer_links)
+        return ", ".join(sorted(known)) or "none"
 
 
 Check = Callable[[Any, Context], Any]
@@ -254,19 +282,19 @@ def _check_interface(value: object, context: Context) -> str:
 
 def _check_tracked_interfaces(value: object, context: Context) -> tuple[str, ...]:
     """Links keepalived watches besides the cluster NIC, without repeats; the cluster NIC is
-    dropped from the list, since keepalived always tracks it. With ``context.links`` (this
-    node's links) each must exist."""
+    dropped from the list, since keepalived always tracks it. Each must exist on both nodes
+    (as far as ``context`` knows their links): a link missing on one node keeps it in FAULT."""
     found: dict[str, None] = {}
     for item in values.words(value):
         name = values.interface_name(item, "tracked_interfaces", TRACKED_INTERFACES.item_label)
         if name == context.interface:
             continue
-        if context.links is not None and name not in context.links:
-            known = ", ".join(sorted(context.links)) or "none"
+        missing = context.missing_link(name)
+        if missing:
             raise ValidationError(
                 "tracked_interfaces",
-                f"{TRACKED_INTERFACES.item_label} {name} does not exist on this node; enter one "
-                f"of: {known}.",
+                f"{TRACKED_INTERFACES.item_label} {name} does not exist on {missing}; enter "
+                f"links both nodes have: {context.known_links()}.",
             )
         found.setdefault(name, None)
     return tuple(found)
@@ -276,13 +304,41 @@ def _show_tracked_interfaces(value: Sequence[str], context: Context) -> str:
     return ", ".join(dict.fromkeys([*([context.interface] if context.interface else []), *value]))
 
 
+def _floating_ip(item: object, context: Context) -> tuple[str, str]:
+    """One floating IP as (``address/prefix``, its link or "" for the cluster NIC)."""
+    label = FLOATING_IPS.item_label
+    given = values.text(item, "floating_ips", label,
+                        "an address with its prefix, such as 198.18.0.100/24")
+    address, separator, link = given.rpartition(LINK_SEPARATOR)
+    if not separator:
+        address, link = given, ""
+    cidr = values.address_with_prefix(address, "floating_ips", label)
+    if separator:
+        if not link.strip():
+            raise ValidationError("floating_ips", f"{label} {given!r} names no link after "
+                                                  f"'{LINK_SEPARATOR}'; enter CIDR@LINK, such "
+                                                  "as 198.18.1.100/24@eth1, or the CIDR alone.")
+        link = values.interface_name(link, "floating_ips", f"The link of {label.lower()} {cidr}")
+    if link == context.interface:
+        link = ""
+    missing = context.missing_link(link) if link else None
+    if missing:
+        raise ValidationError(
+            "floating_ips", f"{label} {cidr}: link {link} does not exist on {missing}; name a "
+                            f"link both nodes have ({context.known_links()}), or none for the "
+                            "cluster NIC.")
+    return cidr, link
+
+
 def _check_floating_ips(value: object, context: Context) -> tuple[str, ...]:
-    """Each floating IP as ``address/prefix``; no repeats and none a node's own cluster IP."""
+    """Each floating IP as ``address/prefix``, with ``@LINK`` when another link than the
+    cluster NIC carries it (the link must exist on both nodes, as far as ``context`` knows);
+    no repeats and none a node's own cluster IP."""
     label = FLOATING_IPS.item_label
     nodes = {ipaddress.ip_address(ip) for ip in context.node_ips}
     seen: dict[values.IPAddress, str] = {}
     for item in values.words(value):
-        cidr = values.address_with_prefix(item, "floating_ips", label)
+        cidr, link = _floating_ip(item, context)
         ip = ipaddress.ip_interface(cidr).ip
         if ip in nodes:
             raise ValidationError(
@@ -293,37 +349,74 @@ def _check_floating_ips(value: object, context: Context) -> tuple[str, ...]:
         if ip in seen:
             raise ValidationError(
                 "floating_ips", f"{label} {ip} is listed twice ({seen[ip]} and {cidr}); keep one.")
-        seen[ip] = cidr
+        seen[ip] = f"{cidr}{LINK_SEPARATOR}{link}" if link else cidr
     return tuple(seen.values())
 
 
 def _check_synced_paths(value: object, context: Context) -> tuple[str, ...]:
-    """Absolute paths the master copies to the backup."""
+    """Absolute paths the master copies to the backup; never a whole system folder (the
+    sync mirrors with deletes) nor a virtual or runtime file system."""
+    label = SYNCED_PATHS.item_label
     found: dict[str, None] = {}
     for item in values.words(value):
-        given = values.text(item, "synced_paths", SYNCED_PATHS.item_label,
-                            "an absolute path such as /etc/haproxy")
+        given = values.text(item, "synced_paths", label, "an absolute path such as /etc/haproxy")
         path = PurePosixPath(given)
-        if not path.is_absolute() or ".." in path.parts:
+        if not path.is_absolute() or ".." in path.parts or given.startswith("//"):
             raise ValidationError(
                 "synced_paths",
-                f"{SYNCED_PATHS.item_label} {given!r} is not an absolute path without '..'; "
+                f"{label} {given!r} is not an absolute path without '..'; "
                 "enter one such as /etc/haproxy.",
             )
+        if str(path) in UNSAFE_ROOTS:
+            raise ValidationError(
+                "synced_paths", f"{label} {path} is a whole system folder, which the sync "
+                                "would mirror with deletes onto the backup; name the folder of "
+                                "the service, such as /etc/haproxy.")
+        if any(path == PurePosixPath(tree) or PurePosixPath(tree) in path.parents
+               for tree in VIRTUAL_TREES):
+            raise ValidationError(
+                "synced_paths", f"{label} {path} is on a virtual or runtime file system; name "
+                                "a folder of configuration, such as /etc/haproxy.")
         found.setdefault(str(path), None)
     return tuple(found)
 
 
-def _check_services(value: object, context: Context) -> tuple[str, ...]:
-    """Services the master starts and the backup stops."""
-    found: dict[str, None] = {}
-    for item in values.words(value):
-        given = values.text(item, "services", SERVICES.item_label, "a service name such as haproxy")
-        if not _SERVICE_NAME.fullmatch(given):
-            raise ValidationError("services", f"{SERVICES.item_label} {given!r} is not a valid "
-                                              "service name; enter one such as haproxy.")
-        found.setdefault(given, None)
-    return tuple(found)
+def _service_name(item: object, key: str, label: str) -> str:
+    given = values.text(item, key, label, "a service name such as haproxy")
+    if given.startswith("-"):
+        raise ValidationError(key, f"{label} {given!r} starts with '-', which would be read as "
+                                   "an option; enter the service's name, such as haproxy.")
+    if any(ch.isspace() for ch in given):
+        raise ValidationError(key, f"{label} {given!r} contains a space; enter one name per "
+                                   "item, comma separated, such as haproxy,nginx.")
+    if "/" in given:
+        raise ValidationError(key, f"{label} {given!r} contains '/'; enter the service's name "
+                                   "(haproxy), not a path to its script or unit.")
+    if not _SERVICE_NAME.fullmatch(given):
+        raise ValidationError(key, f"{label} {given!r} is not a service name; use letters, "
+                                   "digits and : _ . @ - only, such as haproxy.")
+    if given in OWN_DAEMONS:
+        raise ValidationError(key, f"{label} {given!r} is started and stopped by skutui "
+                                   "itself; leave it out of the list.")
+    return given
+
+
+def _services_of(key: str) -> Check:
+    def check(value: object, context: Context) -> tuple[str, ...]:
+        label = BY_KEY[key].item_label
+        found: dict[str, None] = {}
+        for item in values.words(value):
+            found.setdefault(_service_name(item, key, label), None)
+        return tuple(found)
+
+    check.__doc__ = f"The service names of {key}, without repeats."
+    return check
+
+
+_check_services = _services_of("services")
+"""Services the master starts and the backup stops."""
+_check_services_on_both = _services_of("services_on_both")
+"""Services kept running on both nodes."""
 
 
 def _check_virtual_router_id(value: object, context: Context) -> int:
@@ -348,6 +441,63 @@ def _check_virtual_router_id(value: object, context: Context) -> int:
     return number
 
 
+def _optional_text(value: object, field: str, label: str, what: str) -> str:
+    """Text that may be empty (the feature is off)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"{label} must be text ({what}), not {value!r}.")
+    return value.strip()
+
+
+def _check_webhook_url(value: object, context: Context) -> str:
+    """An http or https URL each event is POSTed to; empty: none."""
+    label = WEBHOOK_URL.label
+    fix = "enter one such as https://hooks.example.com/skutui, or nothing for no webhook"
+    given = _optional_text(value, "webhook_url", label, fix)
+    if not given:
+        return ""
+    if len(given) > WEBHOOK_URL_MAX or any(ch.isspace() or ord(ch) < 32 for ch in given):
+        raise values.problem("webhook_url", label, f"{given[:60]!r} is not a URL", fix=fix)
+    parts = urlsplit(given)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise values.problem("webhook_url", label, f"{given!r} is not an http or https URL",
+                             fix=fix)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise values.problem("webhook_url", label, f"{given!r} has a bad port", fix=fix) from None
+    return given
+
+
+def _show_webhook_url(value: str, context: Context) -> str:
+    """Without its path and query: a webhook's secret token often sits there."""
+    if not value:
+        return "none"
+    parts = urlsplit(value)
+    tail = "/..." if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{tail}"
+
+
+def _check_metrics_file(value: object, context: Context) -> str:
+    """The Prometheus text file for node_exporter's textfile collector; empty: none."""
+    label = METRICS_FILE.label
+    fix = (f"enter an absolute path ending in {METRICS_FILE_SUFFIX}, such as "
+           f"{DEBIAN_TEXTFILE_DIR}/skutui{METRICS_FILE_SUFFIX}, or nothing for no file")
+    given = _optional_text(value, "metrics_file", label, fix)
+    if not given:
+        return ""
+    path = PurePosixPath(given)
+    if not path.is_absolute() or ".." in path.parts or "\0" in given:
+        raise values.problem("metrics_file", label, f"{given!r} is not an absolute path", fix=fix)
+    if path.suffix != METRICS_FILE_SUFFIX:
+        raise values.problem("metrics_file", label, f"{given!r} does not end in "
+                             f"{METRICS_FILE_SUFFIX} (node_exporter reads no other file)", fix=fix)
+    return str(path)
+
+
+def _show_optional(value: str, context: Context) -> str:
+    return value or "none"
+
+
 # --- the table -------------------------------------------------------------------------------
 
 INTERFACE = Setting(
@@ -369,28 +519,52 @@ CHECK_INTERVAL = Setting(
 TRACKED_INTERFACES = Setting(
     "tracked_interfaces", "Tracked interfaces", Kind.TEXT_LIST, _check_tracked_interfaces,
     _show_tracked_interfaces, item="Tracked interface",
-    flag_help="links keepalived watches besides the cluster NIC, comma separated",
-    metavar="IF,…", aliases=("--track",), on_edit=True)
+    flag_help="links keepalived watches besides the cluster NIC, comma separated; each "
+              "must exist on both nodes, and one that goes down moves the floating IPs",
+    metavar="IF,…", aliases=("--track",), on_create=True, on_edit=True)
 FLOATING_IPS = Setting(
     "floating_ips", "Floating IPs", Kind.TEXT_LIST, _check_floating_ips, _listed,
     item="Floating IP",
-    flag_help="a floating IP held by the master (repeat the option; on edit, the whole new "
-              "list)",
-    metavar="CIDR", repeat=True, on_create=True, on_edit=True)
+    flag_help="a floating IP held by the master, on the cluster NIC or on the link named "
+              "after @ (it must exist on both nodes); repeat the option; on edit, the whole "
+              "new list",
+    metavar="CIDR[@NIC]", repeat=True, on_create=True, on_edit=True)
 SYNCED_PATHS = Setting(
     "synced_paths", "Synced paths", Kind.TEXT_LIST, _check_synced_paths, _listed,
-    item="Synced path")
+    item="Synced path",
+    flag_help="folders the master copies to the backup as they change, comma separated "
+              "(on edit, the whole new list; cluster.toml's folder is always added on create)",
+    metavar="PATH,…", on_create=True, on_edit=True)
 SERVICES = Setting(
-    "services", "Services", Kind.TEXT_LIST, _check_services, _listed, item="Service")
+    "services", "Services", Kind.TEXT_LIST, _check_services, _listed, item="Service",
+    flag_help="services started on the master and stopped on the backup, comma separated",
+    metavar="NAME,…", on_create=True, on_edit=True)
+SERVICES_ON_BOTH = Setting(
+    "services_on_both", "Services on both", Kind.TEXT_LIST, _check_services_on_both, _listed,
+    item="Service",
+    flag_help="services kept running on both nodes (hot standby: only the floating IPs "
+              "move), comma separated",
+    metavar="NAME,…", on_create=True, on_edit=True)
 VIRTUAL_ROUTER_ID = Setting(
     "virtual_router_id", "Virtual router ID", Kind.INTEGER, _check_virtual_router_id,
     flag_help=f"the VRRP group number ({VIRTUAL_ROUTER_ID_MIN} to {VIRTUAL_ROUTER_ID_MAX}); "
               "no other VRRP router on the cluster network may use it",
     metavar="ID", on_create=True)
 
+WEBHOOK_URL = Setting(
+    "webhook_url", "Webhook URL", Kind.TEXT, _check_webhook_url, _show_webhook_url,
+    flag_help="POST each event as JSON to this http(s) URL, retried and queued on disk while "
+              "it does not answer ('' for none)",
+    metavar="URL", on_edit=True)
+METRICS_FILE = Setting(
+    "metrics_file", "Metrics file", Kind.TEXT, _check_metrics_file, _show_optional,
+    flag_help=f"keep a Prometheus text file here for node_exporter's textfile collector, e.g. "
+              f"{DEBIAN_TEXTFILE_DIR}/skutui{METRICS_FILE_SUFFIX} ('' for none)",
+    metavar="PATH", on_edit=True)
+
 SETTINGS: tuple[Setting, ...] = (
     INTERFACE, HEARTBEAT_TRANSPORT, FAILBACK, CHECK_INTERVAL, TRACKED_INTERFACES, FLOATING_IPS, SYNCED_PATHS,
-    SERVICES, VIRTUAL_ROUTER_ID,
+    SERVICES, SERVICES_ON_BOTH, VIRTUAL_ROUTER_ID, WEBHOOK_URL, METRICS_FILE,
 )
 """In the order they are shown."""
 

@@ -5,26 +5,52 @@ never are, what an entry is, when two entries are the same, what the peer is ask
 The agent's sync (:mod:`skutui.agent.sync`) reads the trees and moves the bytes.
 
 An entry (one path of a manifest) is ``{"kind": "file"|"dir"|"link", "mode", "uid", "gid",
-"user", "group", "mtime_ns"}`` plus ``sha256`` and ``size`` for a file, ``target`` for a
-link. A manifest is ``{"version": MANIFEST_VERSION, "entries": {path: entry}}``. A request
-(``skutui node sync-apply`` reads it on stdin) is ``{"roots", "excluded", "delete": [path],
-"entries": {path: entry}, "verify": [path]}``.
+"user", "group", "mtime_ns"}`` plus ``sha256`` and ``size`` for a file (a file larger than
+:data:`MAX_FILE_SIZE` has ``"oversized": true`` and no hash), ``target`` for a link. A
+manifest is ``{"version": MANIFEST_VERSION, "entries": {path: entry}, "staged": [path],
+"generation": {...}, "role": ROLE}``: ``staged`` lists contents a push left staged (a
+dropped connection), ``generation`` and ``role`` are the node's own. A request (``skutui
+node sync-apply`` reads one a line) is ``{"excluded", "delete": [path], "entries": {path:
+entry}, "verify": [path], "generation": {...}, "stage": TOKEN, "place": [path], "sweep":
+[path], "commit": bool}``: contents are sent staged in their synced folder (see
+:func:`staged_path`) and only put in place by the request, after the receiving node has
+checked its role and generation; ``sweep`` names staged leftovers to remove; ``commit`` ends
+a reconcile: the receiving node now holds ``generation``. The answer is ``{"deleted",
+"settled", "missing", "stale", "set_aside", "refused"}``; ``refused`` names each path the
+receiving node would only have reached through a symbolic link, and the link. A request
+refused for the receiving node's term is answered with the :class:`TermRefused` document
+instead, under a key of its own; one the receiving node cannot read, with ``{"error"}``.
+
+Which folders are synced is never the request's to say: the receiving node takes them from
+its own cluster.toml, and its manifest lists those alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from skutui.domain.errors import Failed
+from skutui.domain.generation import Generation
 
 Entry = dict[str, Any]
 """One path of a manifest (see above), as the wire carries it."""
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 4
+"""Raised with any change of the sync's steps on the wire, so that two nodes of different
+skutui versions stop at the first comparison, with a word, rather than on a step they read
+differently."""
+MAX_FILE_SIZE = 64 * 1024 * 1024
+"""Larger files are not synced (skipped and reported): these are configuration trees."""
+STAGED_SUFFIX = ".skutui-sync"
+STAGED = re.compile(r"^\..+\.[0-9a-f]{16}" + re.escape(STAGED_SUFFIX) + r"(\.[^./]+\.tmp)?$")
+"""A staged content's name, or the name of its write in progress: hidden, so never synced."""
 
 IGNORED_SUFFIXES = ("~", ".tmp", ".swp", ".swx", ".swpx", ".part", ".dpkg-new", ".dpkg-tmp",
                     ".dpkg-old")
@@ -39,6 +65,51 @@ VIRTUAL_TREES = ("/proc", "/sys", "/dev", "/run")
 
 class SyncError(Failed):
     """A sync step failed or was refused; the message is for the operator."""
+
+
+class PeerIsMaster(SyncError):
+    """Split brain: both nodes are master. Asked again soon: it ends when keepalived's
+    adverts pass again, and the newer files must then travel at once."""
+
+
+class PeerNewer(SyncError):
+    """The peer holds a newer generation than this node: its files are taken first."""
+
+    def __init__(self, generation: Generation, message: str = "") -> None:
+        super().__init__(message or f"the peer holds the newer generation {generation.label}")
+        self.generation = generation
+
+
+class TermRefused(SyncError):
+    """The backup's refusal of a push for its term, before anything is written: it is the
+    master too (``MASTER_TOO``), or it holds a newer generation (``NEWER_HELD``). Its
+    ``document`` travels back so the master knows which, whatever step was refused."""
+
+    KEY = "term_refused"
+    """Its own key: an answer applied has ``"refused"``, the paths a link kept it from."""
+    MASTER_TOO = "master"
+    NEWER_HELD = "newer"
+
+    def __init__(self, why: str, held: Generation, message: str) -> None:
+        super().__init__(message)
+        self.document = {self.KEY: why, "generation": held.to_dict(), "message": message}
+
+
+def refusal(document: object) -> SyncError | None:
+    """The master's side of a :class:`TermRefused` read back from the peer; None when
+    ``document`` is not one. A refusal this node cannot tell apart is still one: nothing
+    was written, and the push is not taken for done."""
+    if not isinstance(document, dict) or TermRefused.KEY not in document:
+        return None
+    message = str(document.get("message", "the peer refused the push"))
+    why = document[TermRefused.KEY]
+    if why == TermRefused.MASTER_TOO:
+        return PeerIsMaster(f"the peer says it is the master too (split brain): nothing is "
+                            f"pushed until one of the two is backup ({message})")
+    if why == TermRefused.NEWER_HELD:
+        with contextlib.suppress(ValueError):
+            return PeerNewer(Generation.from_dict(document.get("generation")), message)
+    return SyncError(f"the peer refused the push: {message}")
 
 
 def is_ignored_name(name: str) -> bool:
@@ -100,14 +171,47 @@ def checked_path(text: str, roots: list[PurePosixPath], sync_filter: SyncFilter)
     return path
 
 
-def sync_request(roots: Sequence[PurePosixPath], sync_filter: SyncFilter, *,
-                 delete: Sequence[str] = (), entries: dict[str, Entry] | None = None,
-                 verify: Sequence[str] = ()) -> dict[str, Any]:
-    """A request for ``skutui node sync-apply``; it carries the roots and exclusions so the
-    backup can refuse anything outside them."""
-    return {"roots": [str(r) for r in roots],
-            "excluded": [str(e) for e in sync_filter.excluded],
-            "delete": list(delete), "entries": entries or {}, "verify": list(verify)}
+def staged_path(path: str, token: str, roots: Sequence[PurePosixPath]) -> str:
+    """Where the contents for ``path`` wait until a request puts them in place: in its synced
+    folder itself, never in a folder below it, so that the write passes through nothing the
+    synced tree holds. The name keeps
+    the file's own for the operator, a digest of its path, and the push's token."""
+    root = next((r for r in roots if r in PurePosixPath(path).parents), None)
+    if root is None:
+        raise SyncError(f"refusing to stage {path}: not inside the synced paths "
+                        f"({', '.join(map(str, roots))})")
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:12]
+    return str(root / f".{PurePosixPath(path).name[:64]}.{digest}.{token}{STAGED_SUFFIX}")
+
+
+def is_staged(name: str) -> bool:
+    return bool(STAGED.match(name))
+
+
+def sync_request(sync_filter: SyncFilter, *, delete: Sequence[str] = (),
+                 entries: dict[str, Entry] | None = None, verify: Sequence[str] = (),
+                 generation: dict[str, Any] | None = None, stage: str = "",
+                 place: Sequence[str] = (), sweep: Sequence[str] = (),
+                 commit: bool = False) -> dict[str, Any]:
+    """A request for ``skutui node sync-apply``; its exclusions only narrow what the backup
+    takes (its own synced paths and never-synced folder always apply); the generation lets
+    it refuse an older one before anything is written."""
+    return {"excluded": [str(e) for e in sync_filter.excluded],
+            "delete": list(delete), "entries": entries or {}, "verify": list(verify),
+            "generation": generation or {}, "stage": stage, "place": list(place),
+            "sweep": list(sweep), "commit": commit}
+
+
+def within_roots(requested: Sequence[str], own: Sequence[PurePosixPath]) -> list[str]:
+    """Why each of the ``requested`` roots is refused: a peer may list only folders this node
+    syncs itself (one of its own synced paths, or a folder inside one)."""
+    refused = []
+    for text in requested:
+        path = PurePosixPath(os.path.normpath(text))
+        if not any(path == root or root in path.parents for root in own):
+            refused.append(f"{text!r}: not one of this node's synced paths "
+                           f"({', '.join(map(str, own)) or 'none'})")
+    return refused
 
 
 # --- what differs ----------------------------------------------------------------------------
@@ -184,6 +288,11 @@ class PushReport:
     metadata: list[str] = field(default_factory=list)
     in_step: int = 0
     absent_roots: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Paths not pushed, and why (too large; a cluster.toml that does not validate)."""
+    set_aside: list[str] = field(default_factory=list)
+    """The peer's own files it kept aside before taking these (another generation's)."""
+    set_aside_in: str = ""
 
     @property
     def changed(self) -> bool:
@@ -203,4 +312,5 @@ class PushReport:
 
     def to_data(self) -> dict[str, Any]:
         return {"sync": self.kind, "written": self.written, "deleted": self.deleted,
-                "metadata": self.metadata, "in_step": self.in_step}
+                "metadata": self.metadata, "in_step": self.in_step, "skipped": self.skipped,
+                "set_aside": self.set_aside}

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 
 from skutui.domain import values
 from skutui.domain.errors import ValidationError
-from skutui.domain.model import ClusterConfig, InterfaceAddress, Node
-from skutui.domain.settings import BY_KEY, FAILBACK_WORDS, INTERFACE, SETTINGS, Context
+from skutui.domain.model import ClusterConfig, InterfaceAddress, Node, split_floating_ip
+from skutui.domain.settings import BY_KEY, FAILBACK_WORDS, INTERFACE, SERVICES, SERVICES_ON_BOTH, SETTINGS, Context
 
 USABLE_LINK_KINDS: frozenset[str | None] = frozenset({None, "veth", "bond", "team", "vlan"})
 """Link kinds that may carry the cluster IP.
@@ -75,8 +75,8 @@ def local_ip(
     the same interface name), and not be a floating IP (it would move to the peer).
     """
     ip = values.ip_address(value, "local_ip", label("local_ip"))
-    floating = {ipaddress.ip_interface(cidr).ip
-                for cidr in BY_KEY["floating_ips"].check(floating_ips, Context())}
+    floating = {ipaddress.ip_interface(split_floating_ip(text, "")[0]).ip
+                for text in BY_KEY["floating_ips"].check(floating_ips, Context())}
     if ip in floating:
         raise ValidationError(
             "local_ip",
@@ -261,5 +261,17 @@ def validate_config(cfg: ClusterConfig) -> ClusterConfig:
                       interface=interface)
     checked = {setting.key: setting.check(getattr(cfg, setting.key), context)
                for setting in SETTINGS}
+    services_listed_once(checked["services"], checked["services_on_both"])
     return dataclasses.replace(
         cfg, nodes=(Node(first_name, first_ip), Node(second_name, second_ip)), **checked)
+
+
+def services_listed_once(services: Sequence[str], on_both: Sequence[str]) -> None:
+    """A service either moves with the master or runs on both nodes, never both."""
+    twice = [name for name in on_both if name in services]
+    if twice:
+        raise ValidationError(
+            "services_on_both",
+            f"{SERVICES.item_label} {twice[0]} is listed in both {SERVICES.label} and "
+            f"{SERVICES_ON_BOTH.label}; keep it in one: {SERVICES.label} runs it on the master "
+            f"only, {SERVICES_ON_BOTH.label} keeps it running on both nodes.")

@@ -48,6 +48,21 @@ class EditRequest:
 
 
 @dataclass(frozen=True)
+class RekeyRequest:
+    """``skutui cluster rekey``: new keys both ways; with a fingerprint (or trust_new), the
+    peer's legitimately new host key is re-pinned first; with ``link_address``, both nodes'
+    link-layer addresses on the cluster NIC are learnt and pinned again."""
+
+    host_key_fingerprint: str | None = None
+    trust_new_host_key: bool = False
+    link_address: bool = False
+
+    @property
+    def repins_host_key(self) -> bool:
+        return self.host_key_fingerprint is not None or self.trust_new_host_key
+
+
+@dataclass(frozen=True)
 class NodeRow:
     node: NodeSide
     role: Role
@@ -68,3 +83,16 @@ class Event:
     kind: str
     node: NodeSide
     message: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Both nodes' history merged (``skutui history``, the console's Timeline)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    """Oldest first; a failover both nodes hold is in once."""
+    missing: dict[str, str] = field(default_factory=dict)
+    """Node -> why its history is not in (it did not answer)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "missing": dict(self.missing)}

@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncssh
 
 from skutui import __version__
+from skutui.domain import trust
 from skutui.domain.paths import Paths
 from skutui.peer.errors import (
     AuthenticationFailed,
@@ -147,12 +148,17 @@ class _KeyLogin:
         self.private_key = private_key
 
     def options(self, host: str) -> dict:
-        if not self.private_key.exists():
+        """The private key is read here, alone: given its path, asyncssh would also read the
+        ``.pub`` beside it and refuse the pair while a key rotation replaces one then the
+        other."""
+        try:
+            key = asyncssh.read_private_key(self.private_key)
+        except FileNotFoundError:
             raise AuthenticationFailed(host, (
                 f"this node has no SSH key yet ({self.private_key}), so it cannot log in to "
                 f"{host}: run the key exchange with the peer's root password first "
-                "(cluster Create)"))
-        return {"client_keys": [str(self.private_key)], "preferred_auth": "publickey",
+                "(cluster Create)")) from None
+        return {"client_keys": [key], "preferred_auth": "publickey",
                 "password_auth": False, "kbdint_auth": False}
 
     def refused(self, host: str) -> AuthenticationFailed:
@@ -214,7 +220,10 @@ class PeerConnection:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
                  keepalive_count_max: int = DEFAULT_KEEPALIVE_COUNT_MAX,
-                 command_timeout: float = DEFAULT_COMMAND_TIMEOUT) -> None:
+                 command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+                 private_key: Path | None = None) -> None:
+        """``private_key``: log in with this key instead of this node's own (a new key being
+        proved by ``skutui cluster rekey``)."""
         self.host = host
         self.port = port
         self.username = username
@@ -223,7 +232,7 @@ class PeerConnection:
         self.keepalive_interval = keepalive_interval
         self.keepalive_count_max = keepalive_count_max
         self.command_timeout = command_timeout
-        self._login: _KeyLogin | _PasswordLogin = _KeyLogin(self.paths.private_key)
+        self._login: _KeyLogin | _PasswordLogin = _KeyLogin(private_key or self.paths.private_key)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._lost = False
@@ -322,7 +331,7 @@ class PeerConnection:
 
     async def remote_version(self) -> str:
         """The skutui version installed on the peer ("0.1.0"), from ``skutui --version``."""
-        result = await self.run(["skutui", "--version"])
+        result = await self.run(list(trust.VERSION_COMMAND))
         if result.exit_status == 127:
             raise SkutuiMissing(
                 self.host, result.command, 127, result.stdout, result.stderr,
@@ -567,6 +576,11 @@ class PeerProcess:
         raise RemoteCommandFailed(connection.host, self.command,
                                   -1 if status is None else status, answer,
                                   _text(completed.stderr))
+
+    def send(self, line: str) -> None:
+        """One line that wants no answer (a sign of life)."""
+        if not self.closed:
+            self._process.stdin.write(line + "\n")
 
     def close(self) -> None:
         self._process.close()

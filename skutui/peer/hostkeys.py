@@ -88,9 +88,44 @@ class KnownHosts:
         Accepting means an ``expected_fingerprint`` that matches (what the operator read on
         the peer's console, or the one the console showed and the operator confirmed), or
         ``trust_new`` for scripts. An already pinned, different key is never replaced here:
-        that is :class:`HostKeyChanged`, and re-pinning means :meth:`forget` first.
+        that is :class:`HostKeyChanged`; a legitimately new one is pinned with :meth:`repin`.
         """
-        host, port, offered_fp = offered.host, offered.port, offered.fingerprint
+        self._confirmed(offered, expected_fingerprint, trust_new)
+        current = self.pinned(offered.host, offered.port)
+        if current is not None:
+            if fingerprint(current) == offered.fingerprint:
+                return False
+            raise HostKeyChanged(offered.host, offered.port, fingerprint(current),
+                                 offered.fingerprint, self.path)
+        self.set(pin_label(offered.host, offered.port), public_key_line(offered.key))
+        log.info("pinned the SSH host key of %s: %s", pin_label(offered.host, offered.port),
+                 offered.fingerprint)
+        return True
+
+    def repin(self, offered: OfferedHostKey, *, expected_fingerprint: str | None = None,
+              trust_new: bool = False) -> bool:
+        """Pin the offered key in place of the one pinned (``skutui cluster rekey`` when the
+        peer legitimately has a new host key); the same confirmation as :meth:`pin`. True if
+        the pin changed."""
+        self._confirmed(offered, expected_fingerprint, trust_new)
+        label = pin_label(offered.host, offered.port)
+        current = self.pinned(offered.host, offered.port)
+        if current is not None and fingerprint(current) == offered.fingerprint:
+            return False
+        self.set(label, public_key_line(offered.key))
+        log.warning("re-pinned the SSH host key of %s: %s (was %s)", label, offered.fingerprint,
+                    fingerprint(current) if current is not None else "none")
+        return True
+
+    def set(self, label: str, public_key: str) -> None:
+        """Pin ``public_key`` ("type base64") for ``label`` ("address" or "[address]:port"),
+        in place of any key pinned for it: the caller has checked it."""
+        self._rewrite(replace_pin(self._text(), label, public_key))
+
+    @staticmethod
+    def _confirmed(offered: OfferedHostKey, expected_fingerprint: str | None,
+                   trust_new: bool) -> None:
+        host, offered_fp = offered.host, offered.fingerprint
         if expected_fingerprint is not None:
             if normalise_fingerprint(expected_fingerprint) != offered_fp:
                 raise HostKeyNotConfirmed(host, (
@@ -102,17 +137,6 @@ class KnownHosts:
                 f"refusing to pin the host key of {host} ({offered_fp}) without "
                 f"confirmation: compare it with `{offered.check_command}` on the peer's "
                 "console, then accept that fingerprint (or choose to trust a new key)."))
-
-        current = self.pinned(host, port)
-        if current is not None:
-            if fingerprint(current) == offered_fp:
-                return False
-            raise HostKeyChanged(host, port, fingerprint(current), offered_fp, self.path)
-
-        label = pin_label(host, port)
-        self._rewrite(replace_pin(self._text(), label, public_key_line(offered.key)))
-        log.info("pinned the SSH host key of %s: %s", label, offered_fp)
-        return True
 
     def forget(self, host: str, port: int = SSH_PORT) -> bool:
         """Drop the pin for this address (before re-pinning a legitimately new key)."""

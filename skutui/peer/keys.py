@@ -5,6 +5,10 @@ keys in both directions. :func:`install_keys` does everything that happens on th
 returns the peer's public key; the caller then authorizes it here with
 :func:`authorize_key_locally`. Keeping the local half with the caller keeps the order of
 the Create steps (and their messages) in one place.
+
+Either key is allowed only skutui's own steps, only from the other node's cluster address
+(the line :func:`skutui.domain.trust.key_line` writes). The exchange itself runs over the
+one password login, which no forced command limits.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ from pathlib import Path
 
 import asyncssh
 
+from skutui.domain import trust
 from skutui.domain.paths import Paths
 from skutui.peer.connection import DEFAULT_CONNECT_TIMEOUT, PeerConnection
 from skutui.peer.errors import KeyRejected, RemoteFileNotFound
 from skutui.peer.hostkeys import SSH_PORT, replace_pin
-from skutui.peer.localfs import add_authorized_key, make_private_dir
+from skutui.peer.localfs import make_private_dir
+from skutui.system import authorized_keys as allowed_keys
 from skutui.system.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-ROOT_AUTHORIZED_KEYS = Path("/root/.ssh/authorized_keys")
+ROOT_AUTHORIZED_KEYS = Paths().authorized_keys
 LOCAL_HOST_KEY = Path("/etc/ssh/ssh_host_ed25519_key.pub")
 
 
@@ -43,17 +49,28 @@ class InstalledKeys:
 
 def ensure_local_key(paths: Paths) -> str:
     """Create this node's ed25519 key pair once (private 0600); return the public key line."""
-    private, public = paths.private_key, Path(f"{paths.private_key}.pub")
+    return ensure_key(paths.private_key)
+
+
+def ensure_key(private: Path) -> str:
+    """The key pair at ``private`` (made if missing); its public key line. The public half
+    is always the private key's own: one left behind by an interrupted rekey is rewritten."""
+    public = Path(f"{private}.pub")
     if private.exists():
-        if not public.exists():
-            key = asyncssh.read_private_key(private)
-            write_bytes_atomic(public, key.export_public_key("openssh"), 0o644)
-        return public.read_text().strip()
+        derived = asyncssh.read_private_key(private).export_public_key("openssh")
+        try:
+            written = public.read_bytes()
+        except FileNotFoundError:
+            written = b""
+        if written.split()[:2] != derived.split()[:2]:
+            write_bytes_atomic(public, derived, 0o644)
+            written = derived
+        return written.decode().strip()
     make_private_dir(private.parent)
-    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"skutui@{socket.gethostname()}")
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{trust.KEY_COMMENT}{socket.gethostname()}")
     write_bytes_atomic(private, key.export_private_key("openssh"), 0o600)
     write_bytes_atomic(public, key.export_public_key("openssh"), 0o644)
-    log.info("created this node's SSH key %s", private)
+    log.info("created the SSH key %s", private)
     return public.read_text().strip()
 
 
@@ -71,19 +88,49 @@ def checked_public_key(text: str, origin: str = "public key") -> str:
     return text.strip()
 
 
-def authorize_key_locally(public_key: str, authorized_keys: Path = ROOT_AUTHORIZED_KEYS) -> bool:
-    """Let the holder of ``public_key`` log in here as root; False if it already could."""
+def authorize_key_locally(public_key: str, from_address: str,
+                          authorized_keys: Path = ROOT_AUTHORIZED_KEYS) -> bool:
+    """Let the holder of ``public_key`` run skutui's steps here as root, from
+    ``from_address`` only; False if exactly that was allowed already. The line carries
+    skutui's comment whatever the key's own (the peer's ssh-keygen gives it root@HOST), so
+    that destroy and erase find it."""
     public_key = checked_public_key(public_key, "the peer's public key")
-    try:
-        text = authorized_keys.read_text(errors="surrogateescape")
-    except FileNotFoundError:
-        make_private_dir(authorized_keys.parent)
-        text = ""
-    text, added = add_authorized_key(text, public_key)
-    if added:
-        write_bytes_atomic(authorized_keys, text.encode(errors="surrogateescape"), 0o600)
-        log.info("authorized the peer's key in %s", authorized_keys)
-    return added
+    return allowed_keys.authorize(authorized_keys, public_key, from_address)
+
+
+# --- skutui cluster rekey: a new key that works before the old one goes ------------------------
+
+def new_key(paths: Paths) -> str:
+    """A fresh key pair beside this node's own (``Paths.new_private_key``), replacing any
+    left by an interrupted rekey; its public key line. The key in use is untouched."""
+    pending = paths.new_private_key
+    pending.unlink(missing_ok=True)
+    Path(f"{pending}.pub").unlink(missing_ok=True)
+    return ensure_key(pending)
+
+
+async def prove_key(paths: Paths, host: str, *, port: int = SSH_PORT,
+                    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> str:
+    """Log in to ``host`` with the new key and run ``skutui --version`` through its forced
+    command: the new key works there before the old one is given up. The version answered."""
+    async with PeerConnection(host, paths=paths, port=port, connect_timeout=connect_timeout,
+                              private_key=paths.new_private_key) as peer:
+        return await peer.remote_version()
+
+
+def commit_key(paths: Paths) -> tuple[str | None, str]:
+    """The new key becomes this node's key in one rename; (old, new) public key lines."""
+    pending = paths.new_private_key
+    if not pending.exists():
+        raise FileNotFoundError(f"no new key to take ({pending}); run `skutui node new-key` "
+                                "first")
+    old = ensure_key(paths.private_key) if paths.private_key.exists() else None
+    new = ensure_key(pending)
+    pending.replace(paths.private_key)
+    Path(f"{pending}.pub").unlink(missing_ok=True)
+    ensure_key(paths.private_key)
+    log.info("this node's SSH key %s replaced by a new one", paths.private_key)
+    return old, new
 
 
 async def install_keys(host: str, password: str, *, our_address: str, our_host_key: str,
@@ -106,25 +153,25 @@ async def install_keys(host: str, password: str, *, our_address: str, our_host_k
                                          connect_timeout=connect_timeout)
     del password
     async with peer:
-        our_key_added = await _authorize_on_peer(peer, our_public_key)
+        our_key_added = await _authorize_on_peer(peer, our_public_key, our_address)
         peer_public_key, generated = await _ensure_peer_key(peer, remote_paths)
         await _pin_on_peer(peer, remote_paths, our_address, our_host_key)
 
-    await _prove_key_login(host, paths, port, connect_timeout)
+    await _prove_key_login(host, paths, our_address, port, connect_timeout)
     log.info("keys exchanged with %s (our key %s, its key %s)", host,
              "added" if our_key_added else "already there",
              "created" if generated else "already there")
     return InstalledKeys(peer_public_key, our_key_added, generated)
 
 
-async def _authorize_on_peer(peer: PeerConnection, public_key: str) -> bool:
+async def _authorize_on_peer(peer: PeerConnection, public_key: str, our_address: str) -> bool:
     path = str(ROOT_AUTHORIZED_KEYS)
     await peer.make_dir(str(ROOT_AUTHORIZED_KEYS.parent), 0o700)
     try:
         text = (await peer.read_file(path)).decode(errors="surrogateescape")
     except RemoteFileNotFound:
         text = ""
-    text, added = add_authorized_key(text, public_key)
+    text, added = trust.authorize(text, public_key, our_address, allowed_keys.PEER_COMMENT)
     if added:
         await peer.write_file_atomic(path, text.encode(errors="surrogateescape"), 0o600)
     return added
@@ -157,13 +204,18 @@ async def _pin_on_peer(peer: PeerConnection, remote_paths: Paths, our_address: s
     await peer.write_file_atomic(path, replace_pin(text, our_address, our_host_key), 0o600)
 
 
-async def _prove_key_login(host: str, paths: Paths, port: int, connect_timeout: float) -> None:
+async def _prove_key_login(host: str, paths: Paths, our_address: str, port: int,
+                           connect_timeout: float) -> None:
+    """A key login; whether skutui runs there (the key's forced command) is pre-flight's
+    next check, which says how to install it."""
     try:
         async with PeerConnection(host, paths=paths, port=port, connect_timeout=connect_timeout):
             pass
     except KeyRejected as exc:
         raise KeyRejected(host, (
             f"skutui's key was added to {ROOT_AUTHORIZED_KEYS} on {host}, but {host} still "
-            "refuses it: check AuthorizedKeysFile and StrictModes in /etc/ssh/sshd_config "
-            "there, and that /root/.ssh is 0700 and authorized_keys 0600, owned by root"
+            f"refuses it. The key is allowed from {our_address} only: make it the address "
+            f"this node sends from toward {host} (the cluster NIC's first address). Else check "
+            "AuthorizedKeysFile and StrictModes in /etc/ssh/sshd_config there, and that "
+            "/root/.ssh is 0700 and authorized_keys 0600, owned by root"
         )) from exc

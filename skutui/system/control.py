@@ -3,7 +3,7 @@
 The server is the agent's (:mod:`skutui.agent.control`); the clients live here, below both
 the agent and the front ends, so that the command line, the console's operations and the
 agent share one spelling of the protocol. The blocking clients serve short-lived commands
-(``skutui exec``, ``skutui events``, keepalived's notify hook); :func:`follow_events` serves
+(``skutui exec``, ``skutui events``, ``skutui agent notify``); :func:`follow_events` serves
 an asyncio program.
 
 Protocol (a Unix stream socket at ``Paths.control_socket``, mode 0600, root only; the
@@ -14,14 +14,20 @@ server also checks the caller's uid). The client sends one JSON line, the server
     {"op": "post", "event": {...}}  -> {"ok": true}   (kind, message, level, data)
     {"op": "wake"}                  -> {"ok": true}   (replay the journal now)
     {"op": "wake", "seq": N, "wait": S}
-                                    -> {"ok": true, "acked": bool}   once the peer answered
-                                       entry N, or after S seconds
+                                    -> {"ok": true, "acked": bool, "away": PEER|null}
+                                       once the peer answered entry N, after S seconds, or at
+                                       once when the agent knows the peer is away (its name)
+    {"op": "transition", "state": S, "boot": B, "since_boot": T}
+                                    -> {"ok": true, "taken": bool}   keepalived's hook hands
+                                       over a transition (false: the agent had taken it)
     anything else                   -> {"ok": false, "error": "..."}
 
 An event is ``{"time", "node", "kind", "level", "message"[, "data"]}``: ``time`` is ISO 8601
-UTC, ``kind`` one of :data:`KINDS`, ``level`` info, warning or error, ``data`` details for
-scripts (a role, a sequence number, the paths pushed). A client too slow to keep up gets
-one last ``agent`` event saying so and is disconnected, so it can never stall the agent.
+UTC, ``kind`` one of :data:`KINDS` (``release``: this node stopped being master, and why;
+``failover`` and ``drill``: their records, see ``skutui.domain.history``), ``level``
+info, warning or error, ``data`` details for scripts (a role, a sequence number, the paths
+pushed). A client too slow to keep up gets one last ``agent`` event saying so and is
+disconnected, so it can never stall the agent.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from pathlib import Path
 
 from skutui.domain.errors import Failed
 
-KINDS = ("role", "sync", "replication", "service", "peer", "agent")
+KINDS = ("role", "sync", "replication", "service", "peer", "agent", "link", "release", "failover",
+         "drill")
 MAX_REQUEST = 64 * 1024
 MAX_ANSWER = MAX_REQUEST * 16
 CLIENT_TIMEOUT = 5.0

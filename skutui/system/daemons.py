@@ -1,32 +1,32 @@
 """Starting, stopping and asking the daemons a node runs: keepalived, conntrackd, the agent.
 
-The daemons are driven directly through their binaries with skutui's own pid files and
-configuration paths, so the same code works with or without an init system and two nodes
-never collide on a default pid file (keepalived then exits 0 silently without running).
+systemd runs all three (:mod:`skutui.system.units` says how): they are started, stopped and
+reloaded through ``systemctl``, so that systemd alone starts them at boot and again when one
+dies, and never finds a copy it did not start. Whether one runs is read from /proc by its
+command line, which names skutui's own configuration: a stopped (SIGSTOP) keepalived does
+not count, and reading it costs no process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from skutui.domain.errors import Failed
 from skutui.domain.paths import Paths
-from skutui.domain.render import keepalived_environment
+from skutui.system.units import AGENT_UNIT, CONNTRACKD_UNIT, KEEPALIVED_UNIT, Systemctl, UnitError
 
 STOP_TIMEOUT = 5.0
 POLL = 0.02
 
 
-class DaemonError(Failed):
+class DaemonError(UnitError):
     """A daemon could not be started, stopped or asked; the message says which and why."""
 
 
@@ -56,8 +56,10 @@ KEEPALIVED = Binary("keepalived", "keepalived")
 CONNTRACKD = Binary("conntrackd", "conntrackd")
 
 
-def process_ids(*arguments: str, comm: str | None = None) -> list[int]:
-    """PIDs whose argument list holds every one of ``arguments`` (and named ``comm``, if given)."""
+def process_ids(*arguments: str, comm: str | None = None,
+                match: Callable[[list[bytes]], bool] | None = None) -> list[int]:
+    """PIDs whose argument list holds every one of ``arguments`` (and named ``comm``, and
+    accepted by ``match``, if given)."""
     wanted = [a.encode() for a in arguments]
     found = []
     for entry in os.scandir("/proc"):
@@ -69,9 +71,41 @@ def process_ids(*arguments: str, comm: str | None = None) -> list[int]:
             args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if args != [b""] and all(w in args for w in wanted):
+        if args != [b""] and all(w in args for w in wanted) and (match is None or match(args)):
             found.append(int(entry.name))
     return sorted(found)
+
+
+def started_since_boot(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since boot (None if it is gone)."""
+    try:
+        return int(_stat_fields(pid)[19]) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError):
+        return None
+
+
+def started_at(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since the epoch (None if it is gone)."""
+    since_boot = started_since_boot(pid)
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (IndexError, ValueError, StopIteration, OSError):
+        return None
+    return None if since_boot is None else boot + since_boot
+
+
+def started_before(pids: Sequence[int], path: Path) -> bool:
+    """Whether a process of ``pids`` started before ``path`` was last written: it runs an
+    older configuration (Debian's own, at a cluster's creation) and must be restarted. The
+    kernel's boot time is a whole second, so a daemon started in the second after the write
+    may count as older too: a restart too many, never one too few."""
+    try:
+        written = path.stat().st_mtime
+    except OSError:
+        return False
+    times = [t for t in map(started_at, pids) if t is not None]
+    return any(t < written for t in times)
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -117,21 +151,6 @@ def terminate(pids: list[int], name: str) -> None:
         raise DaemonError(f"{name} (pid {', '.join(map(str, left))}) did not stop")
 
 
-def spawn_detached(argv: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> None:
-    """Start a daemon in its own session so that it outlives the command that started it."""
-    with contextlib.ExitStack() as closing:
-        out = closing.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
-        subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ, **env} if env else None,
-        )
-
-
 def _wait_until(check, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,19 +160,77 @@ def _wait_until(check, timeout: float) -> bool:
     return check()
 
 
-class Keepalived:
-    def __init__(self, paths: Paths):
+class UnitDaemon:
+    """A daemon that systemd runs as ``unit``; found by its command line in /proc."""
+
+    unit = ""
+    name = ""
+
+    def __init__(self, paths: Paths, systemctl: Systemctl | None = None):
         self.paths = paths
+        self.systemctl = systemctl or Systemctl()
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def running(self) -> bool:
+        return bool(self.pids())
+
+    def _started(self) -> None:
+        if not _wait_until(self.running, STOP_TIMEOUT):
+            raise DaemonError(f"{self.name} did not start; see `journalctl -u {self.unit}`")
+
+    def start(self) -> None:
+        """systemd starts it (a Type=notify unit: once it reported ready) unless it runs."""
+        self.systemctl.start(self.unit)
+        self._started()
+
+    def restart(self) -> None:
+        self.systemctl.restart(self.unit)
+        self._started()
+
+    def stop(self) -> None:
+        """systemd stops it; a copy systemd did not start (by hand, by an older skutui) is
+        stopped too, so that none is left to answer for this node."""
+        self.systemctl.stop(self.unit)
+        terminate(self.pids(), self.name)
+
+    def runs_older_than(self, path: Path) -> bool:
+        """It runs, but started before ``path`` (its configuration) was last written."""
+        return started_before(self.pids(), path)
+
+    def start_current(self, conf: Path) -> None:
+        """Running on ``conf`` as written now: started, or restarted when its unit runs one
+        started before the file was written, or one that is not skutui's at all (Debian's
+        unit started before skutui's drop-in existed)."""
+        if self.runs_older_than(conf) or (not self.running() and self.systemctl.active(self.unit)):
+            self.restart()
+        else:
+            self.start()
+
+
+class Keepalived(UnitDaemon):
+    unit = KEEPALIVED_UNIT
+    name = "keepalived"
 
     def pids(self) -> list[int]:
         return process_ids(str(self.paths.keepalived_conf), comm="keepalived")
 
     def running(self) -> bool:
-        """Its processes exist and none of them is stopped (SIGSTOP, a debugger): a
-        stopped keepalived sends no advert, so the peer takes over while this node still
-        holds the floating IPs; it counts as not running, and the agent releases them."""
+        return bool(self._running_pids())
+
+    def running_since(self) -> float | None:
+        """Seconds since boot when the keepalived running now started (its first process);
+        None when it is not running. One look at /proc for both."""
+        times = [t for t in map(started_since_boot, self._running_pids()) if t is not None]
+        return min(times) if times else None
+
+    def _running_pids(self) -> list[int]:
+        """Its processes, none of them stopped (SIGSTOP, a debugger); else none: a stopped
+        keepalived sends no advert, so the peer takes over while this node still holds the
+        floating IPs; it counts as not running, and the agent releases them."""
         pids = self.pids()
-        return bool(pids) and not any(_pid_state(pid) in ("T", "t") for pid in pids)
+        return [] if any(_pid_state(pid) in ("T", "t") for pid in pids) else pids
 
     def version(self) -> str:
         return KEEPALIVED.version("--version")
@@ -165,69 +242,32 @@ class Keepalived:
         )
         return None if out.returncode == 0 else (out.stderr or out.stdout).strip()
 
-    def start(self) -> None:
-        if self.pids():
-            return
-        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        spawn_detached(
-            [
-                KEEPALIVED.path(),
-                "--vrrp",
-                "--use-file", str(self.paths.keepalived_conf),
-                "--pid", str(self.paths.keepalived_pid),
-                "--vrrp_pid", str(self.paths.vrrp_pid),
-            ],
-            env=keepalived_environment(self.paths),
-        )
-        if not _wait_until(self.running, STOP_TIMEOUT):
-            raise DaemonError("keepalived did not start; run keepalived --config-test")
-
-    def stop(self) -> None:
-        terminate(self.pids(), "keepalived")
-
     def reload(self) -> None:
-        """Re-read the configuration without dropping the floating IPs the master holds."""
-        parents = [p for p in self.pids() if self._is_parent(p)]
-        if not parents:
+        """Re-read the configuration without dropping the floating IPs the master holds
+        (Debian's unit sends SIGHUP to keepalived's main process)."""
+        if not self.running():
             raise DaemonError("keepalived is not running; it cannot be reloaded")
-        for pid in parents:
-            os.kill(pid, signal.SIGHUP)
-
-    @staticmethod
-    def _is_parent(pid: int) -> bool:
-        try:
-            ppid = int(_stat_fields(pid)[1])
-            parent_comm = Path(f"/proc/{ppid}/comm").read_text().strip()
-        except (OSError, IndexError, ValueError):
-            return False
-        return parent_comm != "keepalived"
+        self.systemctl.reload(self.unit)
 
 
-class Conntrackd:
-    def __init__(self, paths: Paths):
-        self.paths = paths
+class Conntrackd(UnitDaemon):
+    unit = CONNTRACKD_UNIT
+    name = "conntrackd"
 
     def pids(self) -> list[int]:
         return process_ids(str(self.paths.conntrackd_conf), comm="conntrackd")
 
-    def running(self) -> bool:
-        return bool(self.pids())
-
     def version(self) -> str:
         return CONNTRACKD.version("-v")
 
-    def start(self) -> None:
-        if self.running():
-            return
-        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        # A lock file left by a killed conntrackd makes the next start fail.
-        self.paths.conntrackd_lock.unlink(missing_ok=True)
-        spawn_detached([CONNTRACKD.path(), "-C", str(self.paths.conntrackd_conf)])
-        if not _wait_until(lambda: self.paths.conntrackd_socket.exists(), STOP_TIMEOUT):
-            raise DaemonError("conntrackd did not start; see its log")
+    def _started(self) -> None:
+        """Running, and answering on its socket (what every transition step talks to)."""
+        if not _wait_until(lambda: self.running() and self.paths.conntrackd_socket.exists(),
+                           STOP_TIMEOUT):
+            raise DaemonError(f"conntrackd did not start; see `journalctl -u {self.unit}`")
 
     def stop(self) -> None:
-        terminate(self.pids(), "conntrackd")
+        super().stop()
         self.paths.conntrackd_lock.unlink(missing_ok=True)
 
     def ctl(self, *flags: str, timeout: float = 10.0) -> subprocess.CompletedProcess:
@@ -240,28 +280,35 @@ class Conntrackd:
         )
 
 
-AGENT_MARK = "--skutui-agent"
-"""Marks the agent's command line, so it is found by its arguments, not by a pid file."""
+AGENT_COMMAND = (b"agent", b"run")
+"""The agent is ``skutui agent run``: how its process is told from every other."""
 
 
-class AgentDaemon:
-    """The node agent as a process: ``python -m skutui.agent`` of this very installation."""
+def is_agent_command(args: Sequence[bytes]) -> bool:
+    """Whether a command line (``/proc/PID/cmdline`` split) runs the agent: ``skutui`` (the
+    launcher, or ``python -m skutui``) followed by ``agent run``."""
+    for index, arg in enumerate(args[:-2]):
+        if (arg == b"skutui" or arg.endswith(b"/skutui")) and tuple(args[index + 1:index + 3]) == AGENT_COMMAND:
+            return True
+    return False
 
-    def __init__(self, paths: Paths):
-        self.paths = paths
+
+class AgentDaemon(UnitDaemon):
+    """The node agent: ``skutui agent run``, which its unit starts."""
+
+    unit = AGENT_UNIT
+    name = "skutui agent"
 
     def pids(self) -> list[int]:
-        return process_ids(AGENT_MARK, str(self.paths.config_root))
+        return process_ids(match=is_agent_command)
 
     def start(self) -> None:
-        if self.pids():
-            return
-        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        spawn_detached(
-            [sys.executable, "-m", "skutui.agent", AGENT_MARK, str(self.paths.config_root)],
-            log=self.paths.agent_log,
-        )
+        """Its start job queued, and its process there: the agent reports ready (its unit
+        is Type=notify) only once its control socket answers, a Python start-up later, and
+        create must read the peer's first role long before that."""
+        self.systemctl.run("start", "--no-block", self.unit)
+        self._started()
 
     def stop(self) -> None:
-        terminate(self.pids(), "skutui agent")
+        super().stop()
         self.paths.agent_state.unlink(missing_ok=True)

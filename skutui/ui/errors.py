@@ -10,7 +10,8 @@ import logging
 
 from skutui.domain.errors import SkutuiError
 
-LOG_FILE = "/var/log/skutui.log"
+LOG_FILE = "the log (skutui logs)"
+"""Where the details are: the journal under systemd, else /var/log/skutui (skutui.system.logs)."""
 
 log = logging.getLogger("skutui.ui")
 

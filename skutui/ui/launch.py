@@ -7,12 +7,13 @@ from typing import Any
 
 from skutui.domain.errors import Failed
 from skutui.domain.paths import Paths
+from skutui.system import logs
 from skutui.ui.app import SkutuiApp
 from skutui.ui.errors import LOG_FILE
 from skutui.ui.profile import detect_profile
 
-PRELOAD = ("pyroute2", "skutui.peer")
-"""What the real service imports on first use, slow to import (netlink; SSH): the console
+PRELOAD = ("skutui.peer",)
+"""What the real service imports on first use, slow to import (SSH): the console
 imports them in a thread once its home screen is up."""
 
 
@@ -55,7 +56,8 @@ def build(paths: Paths) -> Any:
 
 def launch_console(ascii_profile: bool, paths: Paths) -> int:
     try:
-        logging.basicConfig(filename=LOG_FILE, level=logging.INFO)
+        # Textual draws on stderr: the console logs to the journal, or to skutui's log file.
+        logs.setup(paths)
     except OSError:
         pass
     profile = detect_profile(ascii_requested=ascii_profile)

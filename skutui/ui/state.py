@@ -30,14 +30,16 @@ class ClusterView:
         return peer.hostname if peer else "the peer"
 
     @property
+    def taker(self) -> str:
+        """The node that would take over: the backup (the peer, when this node is master)."""
+        return self.peer_hostname if self.is_master else self.hostname
+
+    @property
     def read_only_reason(self) -> str | None:
         """Why configuration cannot be changed here, or None on the master."""
         if self.cluster is None or self.is_master:
             return None
-        return (
-            "Read-only: this node is the backup; change the configuration on the master "
-            f"{self.peer_hostname}."
-        )
+        return f"Read-only backup: Drill, Edit and Destroy work on the master {self.peer_hostname}."
 
     def failback_side(self) -> str:
         """The configured failback as the request speaks it: disabled, local or remote."""

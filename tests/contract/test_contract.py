@@ -5,6 +5,8 @@ functions where it has them, so neither side can drift alone."""
 
 from __future__ import annotations
 
+import re
+
 from skutui import __version__
 from skutui.cluster import lifecycle, preflight
 from skutui.cluster.rows import as_dicts
@@ -34,6 +36,7 @@ def row(node: str, role: Role, status: Status, message: str) -> dict[str, str]:
 MASTER_OK = (Role.MASTER, Status.OK, digest.MESSAGE_ACTIVE)
 BACKUP_OK = (Role.BACKUP, Status.OK, digest.MESSAGE_PASSIVE)
 IN_MAINTENANCE = (Role.MAINTENANCE, Status.MAINTENANCE, digest.MESSAGE_MAINTENANCE)
+MAC = re.compile(r"\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
 
 
 def test_the_journey_went_through_every_step(told):
@@ -51,6 +54,7 @@ def test_preflight_runs_the_product_s_checks_in_order(told):
     assert details[preflight.SAME_VERSION] == f"{__version__} here, {__version__} on the peer"
     assert details[preflight.DIFFERENT_HOSTNAMES] == "node-a and node-b"
     assert details[preflight.PEER_NIC] == f"{REMOTE_IP} is on eth0; this node uses eth0"
+    assert details[preflight.LINKS_ON_BOTH] == "no link named besides the cluster NIC"
     assert details["Virtual router id 51 free"] == "no other router uses it (0 adverts heard)"
     listening = format_seconds(preflight.ADVERTS_HEARD * INTERVAL)
     assert told["preflight"]["progress"] == [
@@ -76,12 +80,15 @@ def test_create_takes_the_product_s_steps_and_configures_the_cluster(told):
     assert told["is_master_after_create"] is True
     hold = format_seconds(lifecycle.master_down(CONFIG, "node-b") + lifecycle.NOTIFY_MARGIN)
     listening = format_seconds(preflight.ADVERTS_HEARD * INTERVAL)
-    assert told["create"]["progress"] == [
+    # Each node's MAC address is its own (random in the lab): the line is checked by its shape.
+    progress = [MAC.sub("MAC", line) for line in told["create"]["progress"]]
+    assert progress == [
         *FIRST_CONTACT,
         f"Listening for other VRRP routers for {listening} s",
         "Erasing the cluster configuration of node-b",
         "Writing the configuration on node-a",
         "Writing the configuration on node-b",
+        "Pinning MAC addresses: node-a MAC, node-b MAC",
         "Starting node-a",
         "node-a is master",
         "Starting node-b",
@@ -103,16 +110,20 @@ def test_status_carries_the_same_rows(told):
 def test_edit_says_what_changed_and_then_that_nothing_is_to_be_changed(told):
     assert told["edit"] == {
         "lines": [f"Check interval: {format_seconds(INTERVAL)} s -> {format_seconds(EDITED_INTERVAL)} s"],
-        "progress": ["Applying on node-a", "Applying on node-b", lifecycle.RELOADING]}
+        "progress": ["Applying on node-b", "Applying on node-a", lifecycle.RELOADING]}
     assert told["edit_again"] == []
     assert told["interval_after_edit"] == EDITED_INTERVAL
 
 
-def test_maintenance_messages_are_the_node_s_own(told):
-    assert told["local_maintenance_on"] == "node-a is in maintenance; the peer takes over the floating IPs"
-    assert told["local_maintenance_off"] == "node-a left maintenance and rejoins the cluster"
-    assert told["remote_maintenance_on"] == "node-b is in maintenance; the peer takes over the floating IPs"
-    assert told["remote_maintenance_off"] == "node-b left maintenance and rejoins the cluster"
+def test_maintenance_on_the_master_hands_over_first_and_says_so(told):
+    for node, taker in (("local", "node-b"), ("remote", "node-a")):
+        name = "node-a" if node == "local" else "node-b"
+        said = told[f"{node}_maintenance_on"]
+        seconds = re.fullmatch(r".* in (\d+\.\d) s, before this node let them go", said)
+        assert seconds, said
+        assert said == lifecycle.maintenance_handed_over(CONFIG, f"{name} is in maintenance", taker,
+                                                         float(seconds.group(1)))
+        assert told[f"{node}_maintenance_off"] == f"{name} left maintenance and rejoins the cluster"
 
 
 def test_the_rows_while_a_node_is_in_maintenance_and_after(told):

@@ -11,6 +11,18 @@ import pytest
 from skutui_lab import Lab
 from tests.lab.labcluster import LabCluster
 
+_last = {"torn_down": "", "reset_by": ""}
+"""The test whose teardown ran last, and the test whose teardown last left both nodes
+without a cluster."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        _last["torn_down"] = item.nodeid
+
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
@@ -27,11 +39,16 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture
-def cluster(lab: Lab) -> Iterator[LabCluster]:
-    """Both nodes without any cluster before the test, and again after it."""
+def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
+    """Both nodes without any cluster before the test, and again after it. The reset before
+    is left out when the test just before, in the same module, ended with one (nothing of
+    another module's fixtures ran in between)."""
     handle = LabCluster(lab)
-    handle.reset()
+    reset_by, _last["reset_by"] = _last["reset_by"], ""
+    if reset_by != _last["torn_down"] or reset_by.split("::")[0] != request.node.nodeid.split("::")[0]:
+        handle.reset()
     handle.assert_clean()
     yield handle
     handle.reset()
     handle.assert_clean()
+    _last["reset_by"] = request.node.nodeid

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -16,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from skutui.system.daemons import AGENT_MARK
+from skutui.system.daemons import is_agent_command
+from skutui.system.units import AGENT_UNIT, CONNTRACKD_UNIT, KEEPALIVED_UNIT
 from skutui_lab import NODES, PASSWORD, Lab
 from skutui_lab.topology import FLOATING_IP, INTERFACE
 
@@ -30,12 +32,17 @@ INTERVAL = 0.2
 EXEC_TIMEOUT = 60.0
 TREES = ("/etc/skutui", "/etc/keepalived", "/etc/conntrackd", "/root/.ssh")
 """What a cluster command may change on a node: compared whole before and after."""
+LOAD_BALANCER = "haproxy"
+"""Debian's haproxy, which the load-balancer tests run on both nodes."""
+EXTRA_LINK = "eth1"
+"""A second link in each node, for the tests that track one or put a floating IP on it."""
 UNREACHABLE_TABLE = "skutui_test_unreachable"
 UNREACHABLE_RULES = (
     f"add table inet {UNREACHABLE_TABLE}\n"
     f"add chain inet {UNREACHABLE_TABLE} input {{ type filter hook input priority 0 ; }}\n"
     f"add rule inet {UNREACHABLE_TABLE} input tcp dport 22 reject with tcp reset\n")
 """sshd refuses every new connection at once (a reset, so nothing waits for a timeout)."""
+HELD_UNITS = (KEEPALIVED_UNIT, CONNTRACKD_UNIT, AGENT_UNIT)
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, poll: float = 0.05) -> T:
@@ -168,9 +175,14 @@ class LabCluster:
             program = os.path.basename(args.split()[0]) if args.split() else ""
             if program in ("keepalived", "conntrackd"):
                 found.add(program)
-            elif AGENT_MARK in args.split():
+            elif is_agent_command([word.encode() for word in args.split()]):
                 found.add("agent")
         return found
+
+    def count(self, node: str, program: str) -> int:
+        """How many processes named ``program`` run in ``node``."""
+        return sum(1 for args in self.processes(node)
+                   if args.split() and os.path.basename(args.split()[0]) == program)
 
     def file(self, node: str, path: str) -> Path:
         return self.lab.host_path(node, path)
@@ -193,8 +205,23 @@ class LabCluster:
         return json.loads(result.stdout)
 
     def agent_log(self, node: str) -> str:
-        path = self.file(node, "/run/skutui/agent.log")
-        return path.read_text() if path.exists() else ""
+        """Everything ``skutui logs`` shows on ``node`` (the journal, in a lab node)."""
+        result = self.skutui(node, "logs", "--lines", "all")
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    # --- systemd --------------------------------------------------------------------------
+
+    def hold_restarts(self, node: str, units: tuple[str, ...] = HELD_UNITS) -> None:
+        """For tests of a daemon that stays dead until an operator acts (see
+        :meth:`Lab.hold_restarts`); ``reset`` (or a reboot) lifts it."""
+        self.lab.hold_restarts(node, units)
+
+    def release_restarts(self, node: str) -> None:
+        self.lab.release_restarts(node)
+
+    def active(self, node: str, unit: str) -> bool:
+        return self.run(node, "systemctl", "is-active", "--quiet", unit).returncode == 0
 
     # --- faults ---------------------------------------------------------------------------
 
@@ -220,6 +247,12 @@ class LabCluster:
             list(pool.map(self._reset_node, (A, B)))
 
     def _reset_node(self, node: str) -> None:
+        # keepalived gives its children a second to end when stopped; a reset needs none of
+        # its goodbyes (the addresses it leaves are removed below). The agent goes first, so
+        # that it does not take keepalived's death for a fault to act on.
+        self.sh(node, f"systemctl stop {AGENT_UNIT}; systemctl kill --signal=KILL {KEEPALIVED_UNIT}; "
+                f"systemctl stop {KEEPALIVED_UNIT}; systemctl reset-failed; true", check=True)
+        self.release_restarts(node)
         erase = self.skutui(node, "node", "erase")
         assert erase.returncode == 0, f"{node}: node erase failed: {erase.stderr}"
         for cidr in self.cidrs(node):
@@ -228,7 +261,25 @@ class LabCluster:
         self.sh(node, "nft flush ruleset; hostname " + node +
                 "; find /etc/skutui -mindepth 1 -delete"
                 "; rm -f /root/.ssh/authorized_keys /root/.ssh/known_hosts"
-                "; rm -rf /run/skutui", check=True)
+                "; rm -rf /run/skutui; find /var/lib/skutui -mindepth 1 -delete"
+                # The load balancer the tests put behind the cluster (its unit would start a
+                # killed one again), and their extra link.
+                f"; systemctl stop {LOAD_BALANCER}.service; systemctl reset-failed "
+                f"{LOAD_BALANCER}.service; pkill -KILL -x {LOAD_BALANCER}; rm -f /run/{LOAD_BALANCER}.pid"
+                f"; ip link del {EXTRA_LINK} 2>/dev/null; true", check=True)
+        self._restore_from_host(node, "/etc/haproxy")
+
+    def _restore_from_host(self, node: str, folder: str) -> None:
+        """The node's own copy of a host folder as a fresh install has it (the folder stays:
+        it is a mount point)."""
+        mine, host = self.file(node, folder), Path(folder)
+        for entry in list(mine.iterdir()) if mine.is_dir() else []:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        if host.is_dir():
+            shutil.copytree(host, mine, symlinks=True, dirs_exist_ok=True)
 
     def assert_clean(self) -> None:
         for node in (A, B):
@@ -236,6 +287,8 @@ class LabCluster:
             assert not self.file(node, "/etc/keepalived/keepalived.conf").exists(), node
             assert not self.file(node, "/etc/conntrackd/conntrackd.conf").exists(), node
             assert self.daemons(node) == set(), (node, self.processes(node))
+            assert not any(os.path.basename(args.split()[0]) == LOAD_BALANCER
+                           for args in self.processes(node) if args.split()), node
             assert VIP not in self.addresses(node), node
 
 

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from skutui.system.daemons import AGENT_MARK
 from tests.lab.backend import Backend, EchoClient, LoadBalancer, Traffic, wait_vip_moved
 from tests.lab.labcluster import INTERVAL, VIP, A, B, EventStream, LabCluster, wait_for
 
@@ -37,9 +36,11 @@ def measured(what: str, seconds: float) -> None:
 
 
 def kill_keepalived(cluster: LabCluster, node: str) -> None:
-    """keepalived dies without a word. Both of its processes are stopped first: killed one
+    """keepalived dies without a word, and stays dead until `skutui node start` (systemd
+    would start it again a second later). Both of its processes are stopped first: killed one
     after the other, the VRRP child may outlive its parent long enough to be told to stop,
     and then it says goodbye (a priority-0 advert) and the peer takes over at once."""
+    cluster.hold_restarts(node)
     cluster.run(node, "pkill", "-STOP", "-x", "keepalived", check=True)
     cluster.run(node, "pkill", "-KILL", "-x", "keepalived", check=True)
 
@@ -131,6 +132,7 @@ def test_without_the_connection_state_the_connection_dies(balanced) -> None:
     the connection and drops it. This is what the test above would see without the sync."""
     cluster, balancer = balanced
     cluster.created()
+    cluster.hold_restarts(B)
     cluster.run(B, "pkill", "-x", "conntrackd", check=True)
     wait_for(lambda: "conntrackd" not in cluster.daemons(B), 5, "node-b's conntrackd stops")
     client = EchoClient()
@@ -303,7 +305,7 @@ def test_a_change_made_while_b_is_away_arrives_when_b_returns(cluster: LabCluste
 
 
 REPLAYED = "/tmp/replayed"
-COMMANDS = 100
+COMMANDS = 50
 
 
 def replayed(cluster: LabCluster, node: str) -> list[str]:
@@ -316,7 +318,7 @@ def queue_commands(cluster: LabCluster, count: int) -> None:
     script = (f"for i in $(seq 1 {count}); do skutui exec --no-wait -- "
               f"sh -c \"echo $i >> {REPLAYED}\" 2>>/tmp/exec.err || echo \"failed $i\"; done; "
               "tail -n 1 /tmp/exec.err")
-    result = cluster.sh(A, script, timeout=120)
+    result = cluster.sh(A, script, timeout=300)  # a Python start-up each: slow on a busy machine
     assert result.returncode == 0 and "failed" not in result.stdout, result.stdout
     assert f"queued as #{count} for node-b" in result.stdout, result.stdout
 
@@ -383,13 +385,15 @@ def test_commands_queued_while_b_is_away_replay_in_order_once(replication) -> No
 
 
 def agent_pid(cluster: LabCluster, node: str) -> str:
-    pids = cluster.run(node, "pgrep", "-f", "--", AGENT_MARK).stdout.split()
+    pids = cluster.run(node, "pgrep", "-f", "--", "skutui agent run").stdout.split()
     assert len(pids) == 1, pids
     return pids[0]
 
 
 def restart_agent(cluster: LabCluster, node: str) -> None:
-    """kill -9 the agent, then start it again as an operator would (`skutui node start`)."""
+    """kill -9 the agent, then start it again as an operator would (`skutui node start`),
+    systemd holding back its own restart."""
+    cluster.hold_restarts(node)
     cluster.run(node, "kill", "-9", agent_pid(cluster, node), check=True)
     wait_for(lambda: "agent" not in cluster.daemons(node), 5, f"{node}'s agent is gone")
     result = cluster.skutui(node, "node", "start")
@@ -400,8 +404,8 @@ def restart_agent(cluster: LabCluster, node: str) -> None:
 def test_replay_survives_the_masters_agent_killed_while_queued_and_mid_replay(
         replication) -> None:
     """The replay is the master's agent's work: kill -9 it while commands wait, and again
-    while they replay. Half as many commands as above: the point is the interruption."""
-    cluster, count = replication, COMMANDS // 2
+    while they replay."""
+    cluster, count = replication, COMMANDS
     with cluster.unreachable(B):
         queue_commands(cluster, count)
         restart_agent(cluster, A)  # killed while everything waits
@@ -437,35 +441,35 @@ def test_events_show_each_role_change_once_as_keepalived_makes_it(cluster: LabCl
     cluster.created()
     streams = {node: EventStream(cluster, node) for node in (A, B)}
     try:
+        # Maintenance on the master hands over first: node-a ranks itself below node-b (a
+        # backup once node-b takes over), and only then enters maintenance (FAULT).
         for trigger, changes in (
-                ("on", {A: ("maintenance", "FAULT"), B: ("master", "MASTER")}),
-                ("off", {A: ("backup", "BACKUP"), B: None})):
+                ("on", {A: [("backup", "BACKUP"), ("maintenance", "FAULT")], B: [("master", "MASTER")]}),
+                ("off", {A: [("backup", "BACKUP")], B: []})):
             started = time.monotonic()
             result = cluster.skutui(A, "maintenance", trigger)
             assert result.returncode == 0, result.stderr
-            for node, change in changes.items():
-                if change is None:
-                    continue
-                role, state = change
-                arrived, event = streams[node].wait(
-                    started, lambda e: e["kind"] == "role", 5, f"a role event ({role})")
-                measured(f"maintenance {trigger}: role event on {node} ({role})",
-                         arrived - started)
-                assert event["node"] == node and event["level"] in ("info", "warning"), event
-                assert event["data"]["role"] == role, event
-                assert event["data"]["cause"] == f"keepalived {state}", event
-                assert f"keepalived moved this node to {state}" in event["message"]
-                # keepalived's notify hook then reports its steps, all done.
-                _, steps = streams[node].wait(
-                    started, lambda e, state=state: e["kind"] == "service"
-                    and e["data"].get("cause") == f"keepalived {state}", 5, f"{state} steps")
-                assert steps["data"]["failed"] == [] and steps["level"] == "info", steps
+            for node, expected in changes.items():
+                for role, state in expected:
+                    arrived, event = streams[node].wait(
+                        started, lambda e, role=role: e["kind"] == "role"
+                        and e["data"]["role"] == role, 10, f"a role event ({role})")
+                    measured(f"maintenance {trigger}: role event on {node} ({role})",
+                             arrived - started)
+                    assert event["node"] == node and event["level"] in ("info", "warning"), event
+                    assert event["data"]["cause"] == f"keepalived {state}", event
+                    assert f"keepalived moved this node to {state}" in event["message"]
+                    # keepalived's notify hook then reports its steps, all done.
+                    _, steps = streams[node].wait(
+                        started, lambda e, state=state: e["kind"] == "service"
+                        and e["data"].get("cause") == f"keepalived {state}", 5, f"{state} steps")
+                    assert steps["data"]["failed"] == [] and steps["level"] == "info", steps
             if trigger == "on":
                 wait_vip_moved(cluster, B, ELECTION)
             time.sleep(0.6)  # a second event for the same change would have come by now
-            for node, change in changes.items():
+            for node, expected in changes.items():
                 seen = role_events(streams[node], started)
-                assert [e["data"]["role"] for e in seen] == ([change[0]] if change else []), \
+                assert [e["data"]["role"] for e in seen] == [role for role, _ in expected], \
                     f"{node}: one role event per change, not {[e['message'] for e in seen]}"
     finally:
         for stream in streams.values():
@@ -473,34 +477,6 @@ def test_events_show_each_role_change_once_as_keepalived_makes_it(cluster: LabCl
     assert cluster.vip_holders() == {B}, "failback disabled: node-b keeps the floating IP"
     rows = cluster.nodes(A)
     assert (rows[A]["role"], rows[B]["role"]) == ("backup", "master"), rows
-
-
-# --- 6. the node table -----------------------------------------------------------------------
-
-
-def test_node_table_turns_green_on_both_nodes_after_create(cluster: LabCluster) -> None:
-    cluster.created()
-    created = time.monotonic()
-
-    def green(seen_from: str) -> dict | None:
-        rows = cluster.nodes(seen_from)
-        ok = all((row["status"], row["colour"]) == ("ok", "green") for row in rows.values())
-        return rows if ok else None
-
-    rows = wait_for(lambda: green(A), 10, "both rows ok and green on node-a", poll=0.2)
-    measured("create returned until both rows green", time.monotonic() - created)
-    assert (rows[A]["role"], rows[A]["message"]) == ("master", "Node online and active")
-    assert (rows[B]["role"], rows[B]["message"]) == ("backup", "Node online and passive")
-    assert (rows[A]["node"], rows[B]["node"]) == ("local", "remote")
-    other = wait_for(lambda: green(B), 5, "both rows ok and green on node-b", poll=0.2)
-    assert {n: (r["role"], r["message"]) for n, r in other.items()} == {
-        n: (r["role"], r["message"]) for n, r in rows.items()}
-    # What "active" stands for: node-a's agent runs the sync watcher, node-b's does not.
-    state_a, state_b = cluster.agent_state(A), cluster.agent_state(B)
-    assert (state_a["role"], state_a["sync"]) == ("master", True), state_a
-    assert (state_b["role"], state_b["sync"]) == ("backup", False), state_b
-    assert state_a["peer"]["up"] is True and state_b["peer"]["up"] is True
-    assert cluster.vip_holders() == {A}
 
 
 # --- after a takeover: the new master syncs and replicates to the old one --------------------
@@ -544,7 +520,7 @@ def test_after_a_takeover_the_new_master_syncs_and_replicates_to_the_old_one(
     rows = cluster.nodes(B)
     assert (rows[B]["role"], rows[B]["status"]) == ("master", "ok"), rows[B]
     assert (rows[A]["role"], rows[A]["status"], rows[A]["message"]) == (
-        "backup", "failure", "Failed services: keepalived"), rows[A]
+        "backup", "failure", "not ready to take over: keepalived is down"), rows[A]
 
     # node-a's keepalived back: node-a rejoins as a healthy backup.
     result = cluster.skutui(A, "node", "start")

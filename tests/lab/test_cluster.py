@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from skutui_lab import PASSWORD
+from skutui_lab import PASSWORD, Lab
 from skutui_lab.topology import FLOATING_IP
 from tests.lab.labcluster import INTERVAL, NODE_A, NODE_B, VIP, A, B, CreateRun, LabCluster, tree_changes, wait_for
 
@@ -36,8 +37,10 @@ ELECTION = 3 * INTERVAL + 2.0
 """Bound on a takeover: keepalived's 3 adverts plus room for a loaded machine."""
 MANAGED = ("/etc/skutui/cluster.toml", "/etc/keepalived/keepalived.conf",
            "/etc/conntrackd/conntrackd.conf")
-RUNTIME = {"/etc/skutui": ("local/journal",)}
-"""Written by the running agent on its own; not something a refused command changed."""
+RUNTIME = {"/etc/skutui": ("local/journal", "local/generation", "local/generation.lock")}
+"""Written by the running agent on its own (the replication journal; the configuration
+generation, taken by the backup at the first reconcile); not something a refused command
+changed."""
 
 
 # --- what the operator sees ----------------------------------------------------------------
@@ -198,66 +201,134 @@ def heard(listener: subprocess.Popen) -> list[list]:
 # --- 1. create ----------------------------------------------------------------------------
 
 
-def test_create_makes_a_master_and_b_backup_with_the_floating_ip_on_a(cluster: LabCluster) -> None:
-    result = cluster.created()
-    assert_no_traceback(result)
-    assert "Cluster created: node-a and node-b" in result.stdout
-    assert "node-a is master" in result.stdout and "node-b is backup" in result.stdout
+@pytest.fixture(scope="class")
+def made(lab: Lab) -> Iterator[tuple[LabCluster, subprocess.CompletedProcess]]:
+    """One cluster made with the default flags, and what its create printed."""
+    cluster = LabCluster(lab)
+    cluster.reset()
+    cluster.assert_clean()
+    try:
+        yield cluster, cluster.created()
+    finally:
+        cluster.reset()
+        cluster.assert_clean()
 
-    assert cluster.vip_holders() == {A}
-    assert_roles(cluster, master=A)
-    for node in (A, B):
-        assert cluster.daemons(node) == {"keepalived", "conntrackd", "agent"}, node
 
-    toml_a, toml_b = (cluster.read(n, "/etc/skutui/cluster.toml") for n in (A, B))
-    assert toml_a == toml_b, "both nodes hold the same cluster.toml"
-    for node in (A, B):
-        keepalived = cluster.read(node, "/etc/keepalived/keepalived.conf")
-        assert f"advert_int {INTERVAL:g}" in keepalived
-        assert f"unicast_src_ip {cluster.ip(node)}" in keepalived
-        assert cluster.ip(cluster.other(node)) in keepalived.split("unicast_peer {")[1].split("}")[0]
-        assert f"{VIP}/24 dev eth0" in keepalived
-        conntrackd = cluster.read(node, "/etc/conntrackd/conntrackd.conf")
-        assert f"IPv4_address {cluster.ip(node)}" in conntrackd
-        assert cluster.read(node, "/etc/skutui/local/maintenance").strip() == "0"
-    assert cluster.read(A, "/etc/skutui/local/role").strip() == "master"
-    assert cluster.read(B, "/etc/skutui/local/role").strip() == "backup"
+class TestOneCluster:
+    """What a new cluster is, and what it refuses, seen by tests that leave it as it was: one
+    create for all."""
 
-    for node in (A, B):
-        status = cluster.skutui(node, "status", "--json")
+    def test_create_makes_a_master_and_b_backup_with_the_floating_ip_on_a(self, made) -> None:
+        cluster, result = made
+        assert_no_traceback(result)
+        assert "Cluster created: node-a and node-b" in result.stdout
+        assert "node-a is master" in result.stdout and "node-b is backup" in result.stdout
+
+        assert cluster.vip_holders() == {A}
+        assert_roles(cluster, master=A)
+        for node in (A, B):
+            assert cluster.daemons(node) == {"keepalived", "conntrackd", "agent"}, node
+
+        toml_a, toml_b = (cluster.read(n, "/etc/skutui/cluster.toml") for n in (A, B))
+        assert toml_a == toml_b, "both nodes hold the same cluster.toml"
+        for node in (A, B):
+            keepalived = cluster.read(node, "/etc/keepalived/keepalived.conf")
+            assert f"advert_int {INTERVAL:g}" in keepalived
+            assert f"unicast_src_ip {cluster.ip(node)}" in keepalived
+            assert cluster.ip(cluster.other(node)) in keepalived.split("unicast_peer {")[1].split("}")[0]
+            assert f"{VIP}/24 dev eth0" in keepalived
+            conntrackd = cluster.read(node, "/etc/conntrackd/conntrackd.conf")
+            assert f"IPv4_address {cluster.ip(node)}" in conntrackd
+            assert cluster.read(node, "/etc/skutui/local/maintenance").strip() == "0"
+        assert cluster.read(A, "/etc/skutui/local/role").strip() == "master"
+        assert cluster.read(B, "/etc/skutui/local/role").strip() == "backup"
+
+        for node in (A, B):
+            status = cluster.skutui(node, "status", "--json")
+            assert status.returncode == 0, status.stderr
+            data = json.loads(status.stdout)
+            assert set(data) == {"version", "hostname", "configured", "cluster", "nodes"}
+            assert data["hostname"] == node and data["configured"] is True
+            rows = {row["hostname"]: row for row in data["nodes"]}
+            assert [row["node"] for row in data["nodes"]] == ["local", "remote"]
+            assert rows[node]["node"] == "local"
+            assert_master_row(rows[A], A)
+            assert_backup_row(rows[B], B)
+            config = data["cluster"]
+            assert config["interface"] == "eth0"
+            assert config["nodes"] == {A: {"ip": NODE_A.ip}, B: {"ip": NODE_B.ip}}
+            assert config["floating_ips"] == [FLOATING_IP]
+            assert config["check_interval"] == INTERVAL
+            assert config["failback"] == "disabled"
+            assert config["virtual_router_id"] == 51
+        shown = [json.loads(cluster.skutui(n, "cluster", "show", "--json", check=True).stdout)
+                 for n in (A, B)]
+        assert shown[0] == shown[1]
+
+
+    def test_node_table_turns_green_on_both_nodes_after_create(self, made) -> None:
+        cluster, _ = made
+        created = time.monotonic()
+
+        def green(seen_from: str) -> dict | None:
+            rows = cluster.nodes(seen_from)
+            ok = all((row["status"], row["colour"]) == ("ok", "green") for row in rows.values())
+            return rows if ok else None
+
+        rows = wait_for(lambda: green(A), 10, "both rows ok and green on node-a", poll=0.2)
+        print(f"MEASURED create returned until both rows green: {(time.monotonic() - created) * 1000:.0f} ms")
+        assert (rows[A]["role"], rows[A]["message"]) == ("master", "Node online and active")
+        assert (rows[B]["role"], rows[B]["message"]) == ("backup", "Node online and passive")
+        assert (rows[A]["node"], rows[B]["node"]) == ("local", "remote")
+        other = wait_for(lambda: green(B), 5, "both rows ok and green on node-b", poll=0.2)
+        assert {n: (r["role"], r["message"]) for n, r in other.items()} == {
+            n: (r["role"], r["message"]) for n, r in rows.items()}
+        # What "active" stands for: node-a's agent runs the sync watcher, node-b's does not.
+        state_a, state_b = cluster.agent_state(A), cluster.agent_state(B)
+        assert (state_a["role"], state_a["sync"]) == ("master", True), state_a
+        assert (state_b["role"], state_b["sync"]) == ("backup", False), state_b
+        assert state_a["peer"]["up"] is True and state_b["peer"]["up"] is True
+        assert cluster.vip_holders() == {A}
+
+    def test_keys_and_configurations_are_root_only_and_so_is_the_control_socket(self, made) -> None:
+        cluster, _ = made
+        private = ("/etc/skutui/cluster.toml", "/etc/skutui/local/id_ed25519",
+                   "/etc/skutui/local/known_hosts", "/etc/keepalived/keepalived.conf",
+                   "/etc/conntrackd/conntrackd.conf", "/run/skutui/control.sock")
+        for node in (A, B):
+            for path in private:
+                info = cluster.file(node, path).stat()
+                assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, 0), (node, path)
+            assert stat.S_IMODE(cluster.file(node, "/etc/skutui/local").stat().st_mode) == 0o700
+            # Another user is refused with a clear message, whatever the socket's mode.
+            nobody = cluster.run(node, "setpriv", "--reuid=65534", "--regid=65534",
+                                 "--clear-groups", "skutui", "events", "--state")
+            assert nobody.returncode != 0 and "for root only" in nobody.stderr, nobody.stderr
+            assert "Traceback" not in nobody.stderr
+
+    def test_status_says_at_once_that_the_peer_cannot_be_reached(self, made) -> None:
+        cluster, _ = made
+        with cluster.unreachable(B):
+            started = time.monotonic()
+            status = cluster.skutui(A, "status", "--json")
+            took = time.monotonic() - started
         assert status.returncode == 0, status.stderr
-        data = json.loads(status.stdout)
-        assert set(data) == {"version", "hostname", "configured", "cluster", "nodes"}
-        assert data["hostname"] == node and data["configured"] is True
-        rows = {row["hostname"]: row for row in data["nodes"]}
-        assert [row["node"] for row in data["nodes"]] == ["local", "remote"]
-        assert rows[node]["node"] == "local"
+        rows = {row["hostname"]: row for row in json.loads(status.stdout)["nodes"]}
         assert_master_row(rows[A], A)
-        assert_backup_row(rows[B], B)
-        config = data["cluster"]
-        assert config["interface"] == "eth0"
-        assert config["nodes"] == {A: {"ip": NODE_A.ip}, B: {"ip": NODE_B.ip}}
-        assert config["floating_ips"] == [FLOATING_IP]
-        assert config["check_interval"] == INTERVAL
-        assert config["failback"] == "disabled"
-        assert config["virtual_router_id"] == 51
-    shown = [json.loads(cluster.skutui(n, "cluster", "show", "--json", check=True).stdout)
-             for n in (A, B)]
-    assert shown[0] == shown[1]
+        assert (rows[B]["node"], rows[B]["status"], rows[B]["colour"], rows[B]["message"]) == (
+            "remote", "unreachable", "grey", "Node unreachable"), rows[B]
+        assert took < 5, f"status took {took:.1f} s"
 
-
-def test_status_says_at_once_that_the_peer_cannot_be_reached(cluster: LabCluster) -> None:
-    cluster.created()
-    with cluster.unreachable(B):
-        started = time.monotonic()
-        status = cluster.skutui(A, "status", "--json")
-        took = time.monotonic() - started
-    assert status.returncode == 0, status.stderr
-    rows = {row["hostname"]: row for row in json.loads(status.stdout)["nodes"]}
-    assert_master_row(rows[A], A)
-    assert (rows[B]["node"], rows[B]["status"], rows[B]["colour"], rows[B]["message"]) == (
-        "remote", "unreachable", "grey", "Node unreachable"), rows[B]
-    assert took < 5, f"status took {took:.1f} s"
+    def test_edit_on_the_backup_is_refused_naming_the_master(self, made) -> None:
+        cluster, _ = made
+        before = cluster.both_trees(skip=RUNTIME)
+        result = cluster.skutui(B, "cluster", "edit", "--check-interval", "2")
+        assert result.returncode == 1
+        assert_no_traceback(result)
+        assert "not the master" in result.stderr
+        assert "node-a" in result.stderr and NODE_A.ip in result.stderr
+        assert tree_changes(before, cluster.both_trees(skip=RUNTIME)) == []
+        assert cluster.vip_holders() == {A}
 
 
 # --- 2. failover ---------------------------------------------------------------------------
@@ -267,6 +338,7 @@ def test_killed_keepalived_moves_the_floating_ip_to_b_and_shows_a_red(cluster: L
     cluster.created()
     assert cluster.vip_holders() == {A}
 
+    cluster.hold_restarts(A)  # keepalived stays dead: systemd would start it again
     cluster.run(A, "pkill", "-9", "-x", "keepalived", check=True)
     killed = time.monotonic()
     wait_for(lambda: cluster.holds_vip(B), ELECTION, "node-b takes the floating IP")
@@ -524,21 +596,6 @@ def test_destroy_leaves_both_nodes_clean_and_silent(cluster: LabCluster) -> None
     assert cluster.vip_holders() == set()
     gone = cluster.skutui(A, "nodes", "--json")
     assert gone.returncode == 1 and "No cluster is configured" in gone.stderr
-
-
-# --- 8. configuration refused on the backup -----------------------------------------------
-
-
-def test_edit_on_the_backup_is_refused_naming_the_master(cluster: LabCluster) -> None:
-    cluster.created()
-    before = cluster.both_trees(skip=RUNTIME)
-    result = cluster.skutui(B, "cluster", "edit", "--check-interval", "2")
-    assert result.returncode == 1
-    assert_no_traceback(result)
-    assert "not the master" in result.stderr
-    assert "node-a" in result.stderr and NODE_A.ip in result.stderr
-    assert tree_changes(before, cluster.both_trees(skip=RUNTIME)) == []
-    assert cluster.vip_holders() == {A}
 
 
 # --- 9. edit --------------------------------------------------------------------------------

@@ -106,8 +106,10 @@ def skutui_probe() -> str:
 
 async def test_skutui_in_a_node_is_the_installation_that_built_the_lab(lab: Lab) -> None:
     wrapper = run_in(lab, NODE_A.name, "sh", "-c", "command -v skutui").stdout.strip()
-    assert wrapper == "/usr/local/sbin/skutui"
-    assert sys.executable in (lab.node_dir(NODE_A.name) / "bin/skutui").read_text()
+    assert wrapper == "/usr/sbin/skutui", "where the package puts it, on root's PATH"
+    assert sys.executable in (lab.disk(NODE_A.name) / "usr/sbin/skutui").read_text()
+    assert not Path("/usr/sbin/skutui").exists() or Path("/usr/sbin/skutui").read_text() != (
+        lab.disk(NODE_A.name) / "usr/sbin/skutui").read_text(), "the host's own is untouched"
     probe = skutui_probe()
     local = run_in(lab, NODE_A.name, "sh", "-c", probe).stdout
     async with asyncssh.connect(
@@ -148,7 +150,9 @@ def test_tmp_and_root_ssh_are_private(lab: Lab) -> None:
 def test_processes_are_isolated(lab: Lab) -> None:
     for node in NODES:
         init = run_in(lab, node.name, "cat", "/proc/1/cmdline").stdout
-        assert "skutui_lab.init" in init and f"/{node.name}/" in init
+        assert init.split("\0")[0] == "/lib/systemd/systemd", "systemd is the node's PID 1"
+        state = run_in(lab, node.name, "systemctl", "is-system-running", check=False).stdout
+        assert state.strip() == "running", "booted, and no unit failed"
         # No pipes for the sleeper: it would hold them open and the exec would never end.
         lab.exec(node.name, ["setsid", "-f", "sleep", "4242"], stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL, check=True, timeout=30)
@@ -211,3 +215,57 @@ def test_up_rebuilds_a_broken_lab_and_down_leaves_nothing(lab: Lab) -> None:
 
     lab.up()
     assert lab.is_up()
+
+
+def test_a_node_is_a_debian_machine_of_its_own_under_systemd(lab: Lab) -> None:
+    """Debian's units for the node's packages are enabled as their packages enable them,
+    skutui's agent unit is installed and enabled, and what the node writes to its disk
+    stays on its disk."""
+    enabled = run_in(lab, NODE_A.name, "systemctl", "is-enabled", "ssh.service",
+                     "keepalived.service", "conntrackd.service", "skutui-agent.service").stdout
+    assert enabled.split() == ["enabled"] * 4
+    run_in(lab, NODE_A.name, "sh", "-c", "echo on-the-disk > /var/lib/lab-disk-probe")
+    try:
+        assert (lab.disk(NODE_A.name) / "var/lib/lab-disk-probe").read_text() == "on-the-disk\n"
+        assert not Path("/var/lib/lab-disk-probe").exists()
+        assert run_in(lab, NODE_B.name, "test", "-e", "/var/lib/lab-disk-probe",
+                      check=False).returncode == 1
+    finally:
+        run_in(lab, NODE_A.name, "rm", "-f", "/var/lib/lab-disk-probe")
+    # The host's kernel settings are out of reach; the node's own network stack is not.
+    assert run_in(lab, NODE_A.name, "sh", "-c", "echo 1 > /proc/sys/kernel/core_uses_pid",
+                  check=False).returncode != 0
+    host = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    run_in(lab, NODE_A.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    try:
+        assert run_in(lab, NODE_A.name, "sysctl", "-n", "net.ipv4.ip_forward").stdout == "1\n"
+        assert run_in(lab, NODE_B.name, "sysctl", "-n", "net.ipv4.ip_forward").stdout == "0\n"
+        assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host
+    finally:
+        run_in(lab, NODE_A.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+
+
+def test_reboot_ends_every_process_and_boots_from_the_same_disk(lab: Lab) -> None:
+    run_in(lab, NODE_B.name, "sh", "-c", "echo kept > /var/lib/lab-reboot-probe; "
+                                         "echo lost > /tmp/lab-reboot-probe; "
+                                         "ip addr add 198.18.0.77/24 dev eth0")
+    lab.exec(NODE_B.name, ["setsid", "-f", "sleep", "4343"], stdout=subprocess.DEVNULL,
+             stderr=subprocess.DEVNULL, check=True, timeout=30)
+    before = lab.node_pid(NODE_B.name)
+    other = lab.node_pid(NODE_A.name)
+    try:
+        rebooted = cli("reboot", NODE_B.name)
+        assert rebooted.returncode == 0, rebooted.stderr
+        assert not is_running(before)
+        assert lab.node_pid(NODE_A.name) == other, "the other node runs on"
+        assert run_in(lab, NODE_B.name, "cat", "/var/lib/lab-reboot-probe").stdout == "kept\n"
+        assert run_in(lab, NODE_B.name, "test", "-e", "/tmp/lab-reboot-probe",
+                      check=False).returncode == 1
+        assert run_in(lab, NODE_B.name, "pgrep", "-f", "sleep 4343", check=False).returncode == 1
+        addresses = run_in(lab, NODE_B.name, "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+        assert "198.18.0.77" not in addresses and NODE_B.ip in addresses
+        assert run_in(lab, NODE_B.name, "systemctl", "is-active", "ssh.service").stdout.strip() \
+            == "active"
+    finally:
+        run_in(lab, NODE_B.name, "rm", "-f", "/var/lib/lab-reboot-probe")
+    assert cli("reboot", "node-c").returncode == 2

@@ -28,6 +28,13 @@ SCREENSHOTS = {
     "edit-applied": "edit_applied",
     "destroy": "destroy",
     "help": "help",
+    "timeline": "timeline",
+    "timeline-record": "timeline_record",
+    "files": "files",
+    "readiness": "readiness",
+    "readiness-not-ready": "readiness_not_ready",
+    "drill": "drilled",
+    "edit-timing": "edit_timing",
 }
 """File name (without .svg) -> scene."""
 

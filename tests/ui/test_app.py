@@ -41,8 +41,9 @@ async def test_f1_lists_the_keys_of_the_screen_and_esc_closes_it():
         await tap(pilot, "f1")
         await on_screen(pilot, "HelpScreen")
         text = screen_text(app)
-        assert "n                 Show nodes" in text
+        assert "n                 Nodes" in text and "t                 Timeline" in text
         assert "e                 Edit  (not available now)" in text
+        assert "x                 Drill  (not available now)" in text
         assert "F1                Help" in text and "q                 Quit" in text
         assert "Tab / Shift+Tab" in text
         await tap(pilot, "escape")

@@ -42,6 +42,8 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         assert app.focused.id == "floating_ips"
         app.focused.value = FLOATING_IP
         assert app.screen.query_one("#password", TextField).value == PASSWORD
+        app.screen.query_one("#services_on_both", TextField).value = "haproxy"
+        app.screen.query_one("#synced_paths", TextField).value = "/etc/haproxy"
         await apply_and_accept_key(pilot)
         await until_erase_question(pilot)
         text = screen_text(app)
@@ -56,11 +58,34 @@ async def test_create_typed_from_the_keyboard_shows_each_step_then_details():
         [(_, request)] = service.called("create")
         assert (request.local_ip, request.remote_ip, request.password) == (LOCAL.ip, REMOTE.ip, PASSWORD)
         assert request.settings == {"floating_ips": (FLOATING_IP,), "check_interval": 1.0,
-                                    "failback": "disabled", "heartbeat_transport": "unicast"}
+                                    "failback": "disabled", "heartbeat_transport": "unicast",
+                                    "services_on_both": ("haproxy",), "services": (),
+                                    "synced_paths": ("/etc/haproxy",)}
         assert request.host_key_fingerprint == HOST_KEY
         await tap(pilot, "enter")
         await on_screen(pilot, "DetailsScreen")
         assert len(app.screen_stack) == 2
+        text = " ".join(screen_text(app).split())
+        assert "Services on both haproxy" in text and "Synced paths /etc/skutui, /etc/haproxy" in text
+
+
+async def test_a_bad_service_name_is_said_under_its_field_and_nothing_is_asked():
+    service = no_cluster()
+    app = build(service)
+    async with app.run_test(size=(80, 36)) as pilot:
+        await on_screen(pilot, "ConfigureScreen")
+        await tap(pilot, "down")
+        screen = app.screen
+        for field, value in (("remote_ip", REMOTE.ip), ("password", PASSWORD), ("confirmation", PASSWORD),
+                             ("services", "-haproxy"), ("synced_paths", "/etc")):
+            screen.query_one(f"#{field}", TextField).value = value
+        await tap(pilot, "f2")
+        await shows(pilot, "starts with")
+        text = " ".join(screen_text(app).split())
+        assert "Service '-haproxy' starts with '-', which would be read as an option" in text
+        assert "Synced path /etc is a whole system folder" in text
+        assert app.focused.id == "services"
+        assert service.calls == [c for c in service.calls if c[0] not in ("fetch_host_key", "create")]
 
 
 async def until_erase_question(pilot) -> None:

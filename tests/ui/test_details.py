@@ -19,6 +19,15 @@ async def test_details_show_the_configured_cluster():
         assert "Read-only" not in text
 
 
+async def test_details_fit_80x24_without_scrolling_on_both_nodes():
+    for master in (True, False):
+        app = build(FakeClusterService(master=master))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await on_screen(pilot, "DetailsScreen")
+            await pilot.pause()
+            assert app.screen.query_one("#body").max_scroll_y == 0, f"master={master}"
+
+
 async def open_edit(pilot) -> None:
     await on_screen(pilot, "DetailsScreen")
     await tap(pilot, "e")
@@ -41,7 +50,8 @@ async def test_edit_applies_what_changed_and_lists_it():
         [(_, request)] = service.called("edit")
         assert request == EditRequest({
             "failback": "node-a", "tracked_interfaces": ("eth1", "eth2"), "check_interval": 2.0,
-            "heartbeat_transport": "unicast", "floating_ips": (FLOATING_IP,)})
+            "heartbeat_transport": "unicast", "floating_ips": (FLOATING_IP,), "services_on_both": (),
+            "services": (), "synced_paths": (), "webhook_url": "", "metrics_file": ""})
         log = log_text(app)
         assert "Changed:" in log and "Check interval: 1 s -> 2 s" in log
         assert "Failback: disabled -> node-a (this node)" in log
@@ -49,6 +59,27 @@ async def test_edit_applies_what_changed_and_lists_it():
         await on_screen(pilot, "DetailsScreen")
         text = screen_text(app)
         assert "2 s" in text and "node-a (this node)" in text
+
+
+async def test_edit_changes_the_services_and_refuses_one_listed_twice():
+    service = FakeClusterService()
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_edit(pilot)
+        screen = app.screen
+        screen.query_one("#services_on_both", TextField).value = "haproxy"
+        screen.query_one("#services", TextField).value = "haproxy"
+        await tap(pilot, "f2")
+        await shows(pilot, "listed in both")
+        assert app.focused.id == "services_on_both"
+        assert service.called("edit") == []
+        screen.query_one("#services", TextField).value = "nginx"
+        screen.query_one("#floating_ips", TextField).value = f"{FLOATING_IP}, 203.0.113.9/24@eth1"
+        await tap(pilot, "f2")
+        assert await steps_done(pilot) == "succeeded"
+        log = log_text(app)
+        assert "Services on both: none -> haproxy" in log and "Services: none -> nginx" in log
+        assert f"Floating IPs: {FLOATING_IP} -> {FLOATING_IP}, 203.0.113.9/24@eth1" in log
 
 
 async def test_edit_with_no_change_says_nothing_to_be_changed():
@@ -116,7 +147,7 @@ async def test_the_backup_is_read_only():
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, "DetailsScreen")
         text = " ".join(screen_text(app).split())
-        assert "Read-only: this node is the backup; change the configuration on the master node-b." in text
+        assert "Read-only backup: Drill, Edit and Destroy work on the master node-b." in text
         assert app.screen.query_one("#edit").disabled and app.screen.query_one("#destroy").disabled
         await tap(pilot, "e", "d")
         await pilot.pause()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
+from skutui.cluster import lifecycle
 from skutui.domain.wire import Event
-from tests.fakes import FakeClusterService
+from tests.fakes import HANDOVER_SECONDS, FakeClusterService
 from tests.ui.snapshot_apps.common import build, log_text, on_screen, screen_text, shows, tap, until
 
 
@@ -38,12 +39,15 @@ async def test_maintenance_on_the_master_says_who_takes_over_and_calls_the_servi
         table = await open_nodes(pilot)
         await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
-        assert "node-a will stop serving; the peer node-b will take over the floating IPs" in app.screen.body
+        assert ("node-b will commit the connection state and take over the floating IPs (198.18.0.100/24); "
+                "node-a stops serving only once node-b holds them.") in app.screen.body
         await tap(pilot, "y")
         await until(pilot, lambda: row(table, "local")[4] == "MAINTENANCE", "the MAINTENANCE status")
-        assert service.called("set_maintenance") == [("set_maintenance", "local", True)]
+        assert service.called("set_maintenance") == [("set_maintenance", "local", True, False)]
         assert row(table, "remote")[1] == "master"
-        assert "node-a is in maintenance; the peer takes over the floating IPs" in " ".join(screen_text(app).split())
+        said = lifecycle.maintenance_handed_over(service.config, "node-a is in maintenance", "node-b",
+                                                 HANDOVER_SECONDS)
+        assert said in " ".join(screen_text(app).split())
         assert "orange" in str(table.get_cell("local", "status").style)
 
         await tap(pilot, "m")
@@ -51,7 +55,7 @@ async def test_maintenance_on_the_master_says_who_takes_over_and_calls_the_servi
         assert "node-a will rejoin as backup" in app.screen.body
         await tap(pilot, "y")
         await until(pilot, lambda: row(table, "local")[4] == "OK", "the OK status")
-        assert service.called("set_maintenance")[-1] == ("set_maintenance", "local", False)
+        assert service.called("set_maintenance")[-1] == ("set_maintenance", "local", False, False)
 
 
 async def test_maintenance_on_the_backup_row_and_cancel():
@@ -68,16 +72,50 @@ async def test_maintenance_on_the_backup_row_and_cancel():
         await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
         await tap(pilot, "y")
-        await until(pilot, lambda: service.called("set_maintenance") == [("set_maintenance", "remote", True)])
+        await until(pilot, lambda: service.called("set_maintenance") == [
+            ("set_maintenance", "remote", True, False)])
 
 
-async def test_maintenance_on_the_master_warns_when_the_peer_cannot_take_over():
+async def test_maintenance_on_the_master_whose_peer_cannot_take_over_asks_twice():
+    """The first answer is refused by the service; only a second, explicit yes forces it."""
+    service = FakeClusterService(peer_services_down=("haproxy",))
+    app = build(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_nodes(pilot, "FAILURE")
+        assert row(table, "remote")[4:] == ["FAILURE", "not ready to take over: haproxy is down"]
+        await tap(pilot, "m")
+        await on_screen(pilot, "ConfirmDialog")
+        assert ("WARNING: node-a is the master and node-b cannot take over (backup, FAILURE: not ready to "
+                "take over: haproxy is down): nobody would serve the floating IPs") in app.screen.body
+        await tap(pilot, "y")
+        await until(pilot, lambda: getattr(app.screen, "title_text", "") == "Leave the floating IPs UNSERVED?",
+                    "the second question")
+        assert app.screen.body.startswith("Maintenance refused: node-a is the master and node-b cannot take over")
+        assert "--force" not in app.screen.body
+        await tap(pilot, "n")
+        await on_screen(pilot, "NodesScreen")
+        assert service.called("set_maintenance") == [("set_maintenance", "local", True, False)]
+        assert row(table, "local")[1] == "master"
+
+        await tap(pilot, "m")
+        await on_screen(pilot, "ConfirmDialog")
+        await tap(pilot, "y")
+        await until(pilot, lambda: getattr(app.screen, "title_text", "") == "Leave the floating IPs UNSERVED?",
+                    "the second question")
+        await tap(pilot, "y")
+        await until(pilot, lambda: row(table, "local")[4] == "MAINTENANCE", "the MAINTENANCE status")
+        assert service.called("set_maintenance")[-1] == ("set_maintenance", "local", True, True)
+        assert "are UNSERVED until one of the nodes can hold them again" in " ".join(screen_text(app).split())
+
+
+async def test_maintenance_on_the_master_warns_when_the_peer_is_unreachable():
     app = build(FakeClusterService(peer_reachable=False))
     async with app.run_test(size=(80, 24)) as pilot:
         await open_nodes(pilot, "UNREACHABLE")
         await tap(pilot, "m")
         await on_screen(pilot, "ConfirmDialog")
-        assert "nobody will serve the floating IPs" in app.screen.body
+        assert "node-b cannot take over (unknown, UNREACHABLE: Node unreachable): nobody would serve" in (
+            " ".join(app.screen.body.split()))
 
 
 async def test_a_refused_maintenance_change_is_one_readable_message():

@@ -24,7 +24,9 @@ from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, InterfaceAddress, Node, Role
 from skutui.domain.paths import Paths
 from skutui.domain.wire import CreateRequest
+from skutui.system.change import Change, ChangeBusy, Record
 from skutui.system.node import NodeFacts
+from tests.fakes import standby
 
 A = Node("node-a", "198.18.0.1")
 B = Node("node-b", "198.18.0.2")
@@ -37,6 +39,7 @@ ADDRESSES = [
     InterfaceAddress("eth1", "203.0.113.5", 24, label="eth1"),
 ]
 LINKS = ["lo", "eth0", "eth1", "eth2"]
+LINK_ADDRESSES = {A.hostname: "02:00:c6:12:00:01", B.hostname: "02:00:c6:12:00:02"}
 
 
 def request(**settings: Any) -> CreateRequest:
@@ -77,12 +80,21 @@ class FakeNode:
         self.conntrackd: str | None = "1.4.7"
         self.clock = 1_750_000_000.0
         self.addresses = [{"interface": "eth0", "address": node.ip, "label": "eth0"}]
+        self.link_addresses = {"eth0": LINK_ADDRESSES[node.hostname]}
+        self.pinned: tuple[str, str | None] | None = None
+        self.links = list(LINKS)
+        self.services_down: list[str] = []
+        self.handover_seconds = 0.5
         self.fail: dict[str, BaseException] = {}
         """Operation -> what it raises, every time it is called."""
         self.before: dict[str, Callable[[], Any]] = {}
         """Operation -> called (awaited if it returns an awaitable) before the operation runs."""
         self.events: list[str] = []
         self.closed = 0
+        self.holder: Change | None = None
+        """The change that holds this node (its change lock)."""
+        self.record: Record | None = None
+        """Its rollback record, as on its disk."""
 
     def __repr__(self) -> str:
         return f"<FakeNode {self.hostname} {self.current_role.value}>"
@@ -108,18 +120,20 @@ class FakeNode:
             services={"keepalived": self.running, "conntrackd": self.running,
                       "agent": self.running, "sync": self.running and role is Role.MASTER},
             holds_floating_ips=self.running and role is Role.MASTER,
-            interface_up=True)
+            interface_up=True, services_down=list(self.services_down),
+            standby=standby(role, conntrackd=self.running))
 
     async def inventory(self) -> dict[str, Any]:
         await self._step("inventory")
         return {"hostname": self.hostname, "version": self.version,
                 "configured": self.cluster is not None, "addresses": list(self.addresses),
-                "keepalived": self.keepalived, "conntrackd": self.conntrackd, "time": self.clock}
+                "links": list(self.links), "keepalived": self.keepalived, "conntrackd": self.conntrackd,
+                "link_addresses": dict(self.link_addresses), "time": self.clock}
 
     async def snapshot(self) -> dict[str, Any]:
         await self._step("snapshot")
         return {"config": self.cluster, "running": self.running, "role": self.current_role,
-                "maintenance": self.maintenance}
+                "maintenance": self.maintenance, "pinned": self.pinned}
 
     async def restore(self, snapshot: dict[str, Any]) -> None:
         await self._step("restore")
@@ -127,6 +141,7 @@ class FakeNode:
         self.running = snapshot["running"]
         self.current_role = snapshot["role"]
         self.maintenance = snapshot["maintenance"]
+        self.pinned = snapshot["pinned"]
 
     async def apply(self, config: ClusterConfig) -> None:
         await self._step("apply", config)
@@ -147,7 +162,7 @@ class FakeNode:
         self.current_role = Role.BACKUP if self.cluster else Role.UNKNOWN
         self.pair.elect()
 
-    async def erase(self) -> None:
+    async def erase(self, keep_keys: bool = False) -> None:
         await self._step("erase")
         self.cluster = None
         self.running = False
@@ -163,11 +178,59 @@ class FakeNode:
         self.current_role = Role.MAINTENANCE if on else Role.BACKUP
         self.pair.elect()
         if on:
-            return f"{self.hostname} is in maintenance; the peer takes over the floating IPs"
+            return f"{self.hostname} is in maintenance"
         return f"{self.hostname} left maintenance and rejoins the cluster"
+
+    async def pin_peer_link(self, address: str, link_address: str | None) -> str:
+        await self._step("pin_peer_link", address, link_address)
+        self.pinned = (address, link_address)
+        return f"{self.hostname} pinned {address} {link_address}"
+
+    async def hand_over(self, timeout: float) -> float:
+        """keepalived's ranking: the peer takes over when it runs as a backup."""
+        await self._step("hand_over", timeout)
+        other = self.pair.b if self is self.pair.a else self.pair.a
+        if not (other.running and other.current_role is Role.BACKUP):
+            raise Failed(f"the peer did not take over the floating IPs within {timeout:.1f} s; "
+                         f"{self.hostname} stays master")
+        self.current_role, other.current_role = Role.BACKUP, Role.MASTER
+        return self.handover_seconds
+
+    async def commit_connections(self) -> None:
+        await self._step("commit_connections")
 
     async def close(self) -> None:
         self.closed += 1
+
+    async def begin_change(self, change: Change, *, snapshot: bool = True,
+                           recovering: bool = False) -> dict | None:
+        await self._step("begin_change", change.what)
+        if self.holder is not None:
+            raise ChangeBusy(self.holder.under_way())
+        if self.record is not None and not recovering:
+            raise ChangeBusy(f"{self.hostname}: an interrupted {self.record.change.what} has "
+                             "not been rolled back yet")
+        self.holder = change
+        shot = await self.snapshot() if snapshot else None
+        if shot is not None:
+            self.record = Record(change, [shot])
+        return shot
+
+    async def keep_change(self, record: Record) -> None:
+        self.record = record
+
+    async def end_change(self, *, clear: bool = True) -> None:
+        await self._step("end_change")
+        if clear:
+            self.record = None
+        self.holder = None
+
+    async def interrupted_change(self) -> Record | None:
+        return self.record if self.holder is None else None
+
+    def killed(self) -> None:
+        """The process running a change here died: its lock goes, its record stays."""
+        self.holder = None
 
     # --- LocalNodeOps and RemoteNodeOps ----------------------------------------------------
 
@@ -210,8 +273,9 @@ class Pair:
         return (self.a, self.b)
 
     def steps(self, *operations: str) -> list[tuple]:
-        """The log without reads of the roles (their count depends on timing)."""
-        skipped = {"facts", "config", *operations}
+        """The log without reads of the roles (their count depends on timing) and without
+        the change locks (their own tests look at them)."""
+        skipped = {"facts", "config", "begin_change", "end_change", *operations}
         return [entry for entry in self.log if entry[1] not in skipped]
 
     def elect(self) -> None:

@@ -53,7 +53,10 @@ from skutui.__main__ import main as skutui_main
 from skutui.cli import main as cli
 from skutui.cli.common import EXIT_BAD_INPUT
 from skutui.cli.exec import SECONDS_MAX
-from skutui.domain import codec
+from skutui.cli.node_history import ALL_KINDS as HISTORY_KINDS
+from skutui.domain import codec, trust
+from skutui.domain import history as history_domain
+from skutui.domain import settings as settings_table
 from skutui.domain.model import CHECK_INTERVAL_MAX, CHECK_INTERVAL_MIN, SCHEMA_VERSION, InterfaceAddress
 from skutui.domain.paths import CONFIG_ROOT_ENV
 from skutui.domain.syncplan import UNSAFE_ROOTS
@@ -229,6 +232,7 @@ def system():
         "skutui.system.node.LocalNode.stop": "stopping the daemons",
         "skutui.system.node.LocalNode.erase": "erasing this node",
         "skutui.system.node.LocalNode.inventory": "this node's inventory",
+        "skutui.system.node.LocalNode.pin_peer_link": "pinning the peer's link-layer address",
         "skutui_lab.lab.Lab": "the lab",
         "subprocess.run": "a subprocess",
         "subprocess.Popen": "a subprocess",
@@ -299,6 +303,16 @@ OVERLONG_ADDRESS = st.text("0123456789abcdef.:", min_size=46, max_size=1000)
 """Longer than any address's text (45 characters at most)."""
 SCOPED = st.builds(lambda ip, scope: f"{ip}%{scope}", ANY_IP, argv_text(max_size=10))
 """An address with an interface scope: neither keepalived nor the peer could share it."""
+
+
+def not_a_key_body(text: str) -> bool:
+    try:
+        trust.key_body(text)
+    except trust.NotAPublicKey:
+        return True
+    return False
+
+
 NOT_AN_ADDRESS = argv_text().filter(rejected_by(lambda t: ipaddress.ip_address(t.strip())))
 BAD_IP = st.one_of(EMPTY, NOT_AN_ADDRESS, UNUSABLE_IP, OCTET_OUT_OF_RANGE, OVERLONG_ADDRESS, SCOPED)
 """Addresses no field that holds an IP accepts."""
@@ -386,6 +400,32 @@ BAD_INTERFACE_NAME = st.one_of(
 )
 """Too long for Linux, an address label, a slash, blanks or control characters inside."""
 
+SERVICE_NAME_CHARS = string.ascii_letters + string.digits + "_"
+BAD_SERVICE_ITEM = st.one_of(
+    st.text(SERVICE_NAME_CHARS, min_size=1, max_size=8).map(lambda name: "-" + name),
+    st.builds(lambda a, sep, b: a + sep + b, st.text(SERVICE_NAME_CHARS, min_size=1, max_size=6),
+              st.sampled_from([" ", "\t", "/", "$", ";", "\x1b", "\u00a0", "\u202e", "\x7f", "*"]),
+              st.text(SERVICE_NAME_CHARS, min_size=1, max_size=6)),
+    st.sampled_from(["/etc/init.d/haproxy", "keepalived", "conntrackd", " ", ".hidden", "--help"]),
+)
+"""Read as an option (a leading '-'), blanks, a slash (a path, not a name), a character a
+service name never has, skutui's own daemons, an item that is only blanks."""
+BAD_SERVICES = st.builds(lambda names, bad, at: ",".join(names[:at] + [bad] + names[at:]),
+                         st.lists(st.sampled_from(["haproxy", "nginx", "php8.2-fpm", "getty@tty1"]),
+                                  max_size=2, unique=True), BAD_SERVICE_ITEM, st.integers(0, 2))
+BAD_SYNCED_ITEM = st.one_of(
+    argv_text(min_size=1).filter(lambda t: "," not in t and t.strip() and not t.strip().startswith("/")),
+    st.sampled_from(sorted(UNSAFE_ROOTS)).flatmap(
+        lambda r: st.sampled_from([r, r + "/", r + "/.", "//" + r.lstrip("/"), r + "/x/.."])),
+    st.sampled_from(["/proc", "/sys", "/dev", "/run"]).flatmap(
+        lambda tree: st.builds(lambda name: f"{tree}/{name}", st.text(NAME_CHARS, min_size=1, max_size=8))),
+    st.sampled_from([" ", "/etc/haproxy/../shadow"]),
+)
+"""Relative, a whole system folder however written, inside a virtual file system, '..'."""
+BAD_SYNCED_PATHS = st.builds(lambda paths, bad, at: ",".join(paths[:at] + [bad] + paths[at:]),
+                             st.lists(st.sampled_from(["/etc/haproxy", "/etc/nginx/conf.d"]), max_size=2,
+                                      unique=True), BAD_SYNCED_ITEM, st.integers(0, 2))
+
 B64 = string.ascii_letters + string.digits + "+/"
 PREFIX = st.sampled_from(["", "SHA256:"])
 BAD_FINGERPRINT = st.one_of(
@@ -414,10 +454,45 @@ BAD_WAIT = st.one_of(NOT_FINITE, NOT_A_FLOAT, number_text(st.floats(max_value=-1
 BAD_COMMAND_TIMEOUT = st.one_of(
     NOT_FINITE, NOT_A_FLOAT, number_text(st.floats(max_value=0, allow_infinity=False)), TOO_LONG)
 BAD_RECENT = st.one_of(st.integers(max_value=-1).map(str), argv_text().filter(rejected_by(int)))
+BAD_LINES = st.one_of(st.integers(max_value=-1).map(str),
+                      argv_text().filter(rejected_by(int)).filter(lambda v: v != "all"))
 BAD_ADVERT = st.one_of(
     NOT_FINITE, NOT_A_FLOAT,
     number_text(st.floats(max_value=CHECK_INTERVAL_MIN, exclude_max=True, allow_infinity=False)),
     number_text(st.floats(min_value=CHECK_INTERVAL_MAX, exclude_min=True, allow_infinity=False)))
+
+
+BAD_WEBHOOK_URL = st.one_of(
+    st.sampled_from(["ftp://hooks.example.com/x", "http://", "https:///x", "hooks.example.com/x",
+                     "https://h:99999/", "https://h:port/", "http://a b/", "https://h/\x1b[2J",
+                     "javascript:alert(1)", "https://" + "h" * 3000]),
+    argv_text(min_size=1).filter(lambda t: t.strip() != "").filter(
+        rejected_by(lambda t: settings_table.WEBHOOK_URL.read(t))),
+)
+"""Not http or https, no host, a bad port, blanks or control characters, overlong."""
+BAD_METRICS_FILE = st.one_of(
+    st.sampled_from(["skutui.prom", "./skutui.prom", "/var/lib/x/../skutui.prom", "/var/lib/skutui.txt",
+                     "/var/lib/prometheus/node-exporter/", "/x/skutui.prom.tmp"]),
+    argv_text(min_size=1).filter(lambda t: t.strip() != "").filter(
+        rejected_by(lambda t: settings_table.METRICS_FILE.read(t))),
+)
+"""Relative, with '..', not ending in .prom (node_exporter reads nothing else)."""
+BAD_SINCE = st.one_of(
+    EMPTY,
+    st.sampled_from(["yesterday", "5x", "-5m", "2026-13-01", "2026-02-30T10:00", "10:61", "1e9"]),
+    argv_text().filter(lambda t: t.strip() != "").filter(
+        rejected_by(lambda t: history_domain.parse_since(t, 0.0))),
+)
+"""Neither a duration back from now nor a date and time."""
+BAD_KIND = argv_text().filter(lambda t: t not in HISTORY_KINDS)
+BAD_DRILL_ID = st.one_of(EMPTY, st.text("!@#$%^&*() /\\", min_size=1, max_size=8),
+                         st.text(NAME_CHARS, min_size=101, max_size=200),
+                         argv_text(min_size=1).filter(lambda t: not all(c.isalnum() or c in "-_." for c in t)))
+"""Empty, overlong, or with characters a drill's id never holds."""
+BAD_PORT = st.one_of(st.integers(max_value=0).map(str), st.integers(min_value=65536).map(str),
+                     argv_text().filter(lambda t: not t.isdigit()))
+BAD_LIMIT = st.one_of(st.integers(max_value=0).map(str), st.integers(min_value=100_001).map(str),
+                      argv_text().filter(rejected_by(int)))
 
 
 # --- cluster create and cluster check ---------------------------------------------------------
@@ -447,6 +522,13 @@ def without(base: tuple[str, ...], *options: str) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def bad_tracked_list(bad_names: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Interfaces to track, comma separated, one of them wrong."""
+    good = st.lists(st.sampled_from(LINKS), max_size=3)
+    return st.builds(lambda names, bad, at: ",".join(names[:at] + [bad] + names[at:]),
+                     good, bad_names, st.integers(0, 3))
+
+
 def create_calls(command: str) -> st.SearchStrategy[Call]:
     def option(name: str, values: st.SearchStrategy[str], *names: str) -> st.SearchStrategy[Call]:
         return values.map(lambda value: create_call(
@@ -460,6 +542,13 @@ def create_calls(command: str) -> st.SearchStrategy[Call]:
             lambda t: t.strip().lower() not in {"disabled", "local", "remote", LOCAL.hostname}), "Failback"),
         option("--virtual-router-id", BAD_ROUTER_ID, "Virtual router ID"),
         option("--heartbeat-transport", BAD_TRANSPORT, "Heartbeat transport"),
+        option("--services", BAD_SERVICES, "Service"),
+        option("--services-on-both", BAD_SERVICES, "Service"),
+        option("--synced-paths", BAD_SYNCED_PATHS, "Synced path"),
+        option("--tracked-interfaces", bad_tracked_list(BAD_INTERFACE_NAME.filter(lambda name: "," not in name)),
+               "--track", "Tracked interface"),
+        st.sampled_from(["haproxy", "nginx,haproxy"]).map(lambda both: create_call(
+            command, "--services=haproxy", f"--services-on-both={both}", names=("Service",))),
         BAD_FINGERPRINT.map(lambda value: create_call(
             command, f"--accept-host-key={value}", names=("--accept-host-key", "Host key fingerprint"),
             base=without(CREATE, "--trust-new-host-key"))),
@@ -484,7 +573,8 @@ def create_calls(command: str) -> st.SearchStrategy[Call]:
 TWICE = {"--local-ip": LOCAL.ip, "--remote-ip": REMOTE.ip, "--check-interval": "2",
          "--failback": "local", "--accept-host-key": "SHA256:" + "A" * 43, "--track": "eth1",
          "--node": "remote", "--wait": "1", "--command-timeout": "10", "--recent": "3",
-         "--advert": "1"}
+         "--advert": "1", "--since": "1h", "--limit": "5", "--webhook-url": "https://h/x",
+         "--metrics-file": "/var/lib/x/skutui.prom", "--lines": "10", "--timeout": "5"}
 """A valid value for each option that may be given once: given twice (or without a value),
 the command must refuse."""
 
@@ -508,13 +598,6 @@ def edit(*options: str, names: tuple[str, ...], root: str = "master") -> Call:
     return Call(("cluster", "edit", *options), names, root=root)
 
 
-def bad_tracked_list(bad_names: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    """Interfaces to track, comma separated, one of them wrong."""
-    good = st.lists(st.sampled_from(LINKS), max_size=3)
-    return st.builds(lambda names, bad, at: ",".join(names[:at] + [bad] + names[at:]),
-                     good, bad_names, st.integers(0, 3))
-
-
 SYNTAX_ERRORS_OF_EDIT = st.one_of(
     BAD_INTERVAL.map(lambda v: (f"--check-interval={v}", ("--check-interval",))),
     BAD_FLOATING_SYNTAX.map(
@@ -525,7 +608,12 @@ SYNTAX_ERRORS_OF_EDIT = st.one_of(
     BAD_TRANSPORT.flatmap(lambda v: st.sampled_from([
         (f"--heartbeat-transport={v}", ("--transport", "Heartbeat transport")),
         (f"--transport={v}", ("--transport", "Heartbeat transport"))])),
-    st.sampled_from(["--check-interval", "--failback", "--track"]).map(
+    BAD_WEBHOOK_URL.map(lambda v: (f"--webhook-url={v}", ("--webhook-url", "Webhook URL"))),
+    BAD_METRICS_FILE.map(lambda v: (f"--metrics-file={v}", ("--metrics-file", "Metrics file"))),
+    BAD_SERVICES.map(lambda v: (f"--services={v}", ("--services", "Service"))),
+    BAD_SERVICES.map(lambda v: (f"--services-on-both={v}", ("--services-on-both", "Service"))),
+    BAD_SYNCED_PATHS.map(lambda v: (f"--synced-paths={v}", ("--synced-paths", "Synced path"))),
+    st.sampled_from(["--check-interval", "--failback", "--track", "--webhook-url", "--metrics-file"]).map(
         lambda name: (name, (name,))),
 )
 """What is wrong on any node, configured or not."""
@@ -551,6 +639,9 @@ def test_cluster_edit_refuses_what_is_wrong_on_any_node(system, roots, option, r
     TWICE_FLOATING.map(lambda pair: edit(*(f"--floating-ip={c}" for c in pair), names=("Floating IP",))),
     st.sampled_from(["--check-interval", "--failback", "--track"]).map(
         lambda name: edit(*[f"{name}={TWICE[name]}"] * 2, names=(name,))),
+    st.sampled_from(["eth9", "bond7"]).map(lambda link: edit(f"--floating-ip=198.18.0.100/24@{link}",
+                                                             names=("Floating IP",))),
+    st.just(edit("--services-on-both=haproxy", "--services=haproxy", names=("Service",))),
 ))
 @example(call=edit("--floating-ip=2001:db8::1%eth0", names=("Floating IP",)))
 def test_cluster_edit_on_the_master_refuses_what_does_not_fit_the_cluster(system, roots, call):
@@ -583,6 +674,8 @@ OTHER_COMMANDS = st.one_of(
     twice_or_bare("exec", option="--command-timeout"),
     BAD_RECENT.map(lambda v: Call(("events", f"--recent={v}"), ("--recent",))),
     twice_or_bare("events", option="--recent"),
+    BAD_LINES.map(lambda v: Call(("logs", f"--lines={v}"), ("--lines",))),
+    twice_or_bare("logs", option="--lines"),
     argv_text().filter(not_in("on", "off")).map(
         lambda v: positional("maintenance", value=v, names=("state",))),
     argv_text().filter(not_in("local", "remote")).map(
@@ -594,8 +687,33 @@ OTHER_COMMANDS = st.one_of(
         lambda v: positional("agent", "notify", value=v, names=("state",))),
     BAD_ADVERT.map(lambda v: Call(("lab", "up", f"--advert={v}"), ("--advert",))),
     twice_or_bare("lab", "up", option="--advert"),
+    BAD_COMMAND_TIMEOUT.map(lambda v: Call(("node", "hand-over", f"--timeout={v}"), ("--timeout",))),
+    twice_or_bare("node", "hand-over", option="--timeout"),
     argv_text().filter(lambda v: v not in NODE_NAMES).map(
         lambda v: Call(("lab", "exec", "--", v, "true"), ("node",))),
+    st.sampled_from([("history",), ("node", "history")]).flatmap(lambda words: st.one_of(
+        BAD_SINCE.map(lambda v: Call((*words, f"--since={v}"), ("--since",))),
+        BAD_KIND.map(lambda v: Call((*words, f"--kind={v}"), ("--kind",))),
+        twice_or_bare(*words, option="--since"),
+    )),
+    BAD_LIMIT.map(lambda v: Call(("node", "history", f"--limit={v}"), ("--limit",))),
+    twice_or_bare("node", "history", option="--limit"),
+    BAD_DRILL_ID.map(lambda v: positional("node", "drill", "mark", value=v, names=("drill",))),
+    NOT_AN_ADDRESS.map(lambda v: Call(("node", "drill", "probe", f"--address={v}", "--port=49812"),
+                                      ("--address",))),
+    BAD_PORT.map(lambda v: Call(("node", "drill", "probe", "--address=198.18.0.100", f"--port={v}"),
+                                ("--port",))),
+    NOT_AN_ADDRESS.map(lambda v: Call(("node", "authorize-key", f"--from={v}"), ("--from",))),
+    argv_text().filter(not_a_key_body).map(
+        lambda v: Call(("node", "authorize-key", f"--from={REMOTE.ip}", f"--replacing={v}"),
+                       ("--replacing",))),
+    NOT_AN_ADDRESS.map(lambda v: Call(("node", "prove-key", f"--to={v}"), ("--to",))),
+    NOT_AN_ADDRESS.map(lambda v: Call(("node", "pin-host-key", f"--address={v}"), ("--address",))),
+    BAD_FINGERPRINT.map(lambda v: Call(("cluster", "rekey", f"--accept-host-key={v}"),
+                                       ("--accept-host-key", "Host key fingerprint"))),
+    twice_or_bare("cluster", "rekey", option="--accept-host-key"),
+    argv_text().filter(lambda v: v not in NODE_NAMES).map(
+        lambda v: positional("lab", "reboot", value=v, names=("node",))),
 )
 
 
@@ -645,6 +763,17 @@ BAD_SNAPSHOT = st.one_of(
 """Objects that are not what ``skutui node snapshot`` prints: a key missing, of the wrong
 kind, a relative path, content that is not base64, a mode that is not one."""
 
+BAD_RECORDS = st.one_of(
+    st.binary(max_size=60).filter(rejected_by(lambda b: json.loads(b.decode("utf-8")))),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                 lambda inner: st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=5
+                 ).map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({"id": st.text(max_size=5), "time": st.text(max_size=5),
+                           "kind": st.sampled_from(["role", "sync", "failover"])}).map(
+        lambda record: json.dumps([record]).encode()),
+)
+"""Not JSON, not a list, or records that are not failovers or drills with an id and a time."""
+
 BAD_ROOT = st.one_of(
     argv_text().filter(lambda t: not t.startswith("/")),
     st.sampled_from(sorted(UNSAFE_ROOTS)).flatmap(
@@ -659,8 +788,8 @@ BAD_ROOT = st.one_of(
 @given(call=st.one_of(
     NOT_JSON_OBJECT.map(lambda stdin: Call(("node", "restore"), ("snapshot",), stdin)),
     BAD_SNAPSHOT.map(lambda stdin: Call(("node", "restore"), ("snapshot",), stdin)),
-    NOT_JSON_OBJECT.map(lambda stdin: Call(("node", "sync-apply"), ("sync request",), stdin)),
     BAD_ROOT.map(lambda root: Call(("node", "manifest", "--", root), ("refusing to list",))),
+    BAD_RECORDS.map(lambda stdin: Call(("node", "history", "--put"), ("records",), stdin)),
 ))
 @example(call=Call(("node", "restore"), ("snapshot",), b"garbage"))
 @example(call=Call(("node", "restore"), ("snapshot",), b'{"files": {}}'))
@@ -672,6 +801,38 @@ def test_node_steps_refuse_what_they_cannot_use(system, roots, call):
     result = refuse(system, roots, call)
     if call.argv[1] == "manifest":
         assert repr(call.argv[-1]) in result.err
+
+
+def one_text_line(data: bytes) -> bool:
+    """A line as the steps read it: UTF-8, and no line break in it."""
+    try:
+        return not set("\r\n") & set(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return False
+
+
+@SETTINGS
+@given(step=st.sampled_from(["sync-apply", "sync-put", "sync-get"]),
+       lines=st.lists(NOT_JSON_OBJECT.filter(one_text_line), min_size=1, max_size=3))
+@example(step="sync-apply", lines=[b"garbage", b"[]", b"null"])
+def test_the_steps_kept_running_answer_a_bad_line_and_read_the_next(system, roots, step, lines):
+    """The master keeps these running on the peer: a line they cannot use is answered with
+    one clear error of its own, before anything is touched, and the next line is read."""
+    root = roots["master"]
+    system.touched.clear()
+    before = tree(root)
+    stdin = b"".join(line + b"\n" for line in lines) + b"{}\n"
+    result = run_skutui(root, ("node", step), stdin)
+    assert not system.touched, (system.touched, result)
+    assert (result.code, result.err) == (0, ""), result
+    *errors, ready = [json.loads(answer) for answer in result.out.splitlines()]
+    assert ready == {} and len(errors) == len(lines), result
+    for line, answer in zip(lines, errors, strict=True):
+        assert list(answer) == ["error"], answer
+        message = answer["error"]
+        assert not leaked_names(message, line.decode()), message
+        assert message.isprintable() and " request is not " in message, message
+    assert tree(root) == before, "the folder changed"
 
 
 # --- unknown commands and options -------------------------------------------------------------
@@ -695,7 +856,14 @@ REQUIRED = {
     ("maintenance",): ("on",),
     ("node", "maintenance"): ("on",),
     ("node", "manifest"): ("/srv/x",),
+    ("node", "hand-over"): ("--timeout", "5"),
     ("agent", "notify"): ("master",),
+    ("node", "drill", "mark"): ("drill-1",),
+    ("node", "drill", "probe"): ("--address", "198.18.0.100", "--port", "49812"),
+    ("node", "authorize-key"): ("--from", REMOTE.ip),
+    ("node", "prove-key"): ("--to", REMOTE.ip),
+    ("node", "pin-host-key"): ("--address", REMOTE.ip),
+    ("lab", "reboot"): ("node-a",),
 }
 """What each command needs besides an unknown option to be otherwise complete."""
 TAKES_ANY_WORDS = {("exec",), ("lab", "exec")}
@@ -739,22 +907,38 @@ def test_unknown_commands_and_options_are_refused(system, roots, call):
 
 COVERED = {
     ("cluster", "check"): {"--local-ip", "--remote-ip", "--floating-ip", "--check-interval", "--failback",
-                           "--virtual-router-id", "--heartbeat-transport", "--accept-host-key"},
+                           "--virtual-router-id", "--heartbeat-transport", "--accept-host-key",
+                           "--tracked-interfaces", "--synced-paths", "--services", "--services-on-both"},
     ("cluster", "edit"): {"--check-interval", "--failback", "--tracked-interfaces", "--floating-ip",
-                          "--heartbeat-transport"},
+                          "--heartbeat-transport", "--synced-paths", "--services", "--services-on-both",
+                          "--webhook-url", "--metrics-file"},
+    ("history",): {"--since", "--kind"},
+    ("node", "history"): {"--since", "--kind", "--limit"},
+    ("node", "drill", "mark"): {"drill"},
+    ("node", "drill", "probe"): {"--address", "--port"},
     ("maintenance",): {"state", "--node"},
     ("exec",): {"--wait", "--command-timeout", "command"},
     ("events",): {"--recent"},
+    ("logs",): {"--lines"},
+    ("lab", "reboot"): {"node"},
     ("node", "maintenance"): {"state"},
     ("node", "manifest"): {"roots"},
+    ("node", "hand-over"): {"--timeout"},
     ("agent", "notify"): {"state"},
     ("lab", "up"): {"--advert"},
     ("lab", "exec"): {"node"},
+    ("node", "authorize-key"): {"--from", "--replacing"},
+    ("node", "prove-key"): {"--to"},
+    ("node", "pin-host-key"): {"--address"},
+    ("cluster", "rekey"): {"--accept-host-key"},
 }
 COVERED[("cluster", "create")] = COVERED[("cluster", "check")]
 EXEMPT = {
     (("node", "manifest"), "--exclude"): "any folder may be left out of a manifest",
     (("lab", "exec"), "command"): "any command, or none for a login shell",
+    (("agent", "notify"), "boot"): "keepalived's hook passes what it read; one that cannot be "
+                                   "read makes the hand-over's moment now",
+    (("agent", "notify"), "uptime"): "as boot",
 }
 
 
@@ -776,7 +960,7 @@ def test_every_argument_that_takes_a_value_is_covered():
 DOCUMENT = codec.to_dict(default_cluster())
 """The valid document every bad one below is made from."""
 NODES = list(DOCUMENT["nodes"])
-LIST_KEYS = ("tracked_interfaces", "floating_ips", "synced_paths", "services")
+LIST_KEYS = ("tracked_interfaces", "floating_ips", "synced_paths", "services", "services_on_both")
 
 
 def toml(document: dict) -> bytes:
@@ -837,7 +1021,7 @@ def of_another_kind(*kinds: type) -> st.SearchStrategy:
 
 
 GOOD_ITEM = {"tracked_interfaces": "eth1", "floating_ips": FLOATING_IP, "synced_paths": "/etc/skutui",
-             "services": "haproxy"}
+             "services": "haproxy", "services_on_both": "nginx"}
 
 
 def list_with(key: str, bad: st.SearchStrategy) -> st.SearchStrategy[list]:
@@ -903,6 +1087,9 @@ BAD_DOCUMENTS = st.one_of(
     bad_value(("floating_ips",), TWICE_FLOATING.map(list)),
     bad_value(("synced_paths",), list_with("synced_paths", BAD_SYNCED_PATH)),
     bad_value(("services",), list_with("services", BAD_SERVICE | EMPTY)),
+    bad_value(("services_on_both",), list_with("services_on_both", BAD_SERVICE | EMPTY)),
+    st.just(BadFile(toml(changed(changed(DOCUMENT, ("services",), ["haproxy"]), ("services_on_both",),
+                                 ["haproxy"])), ("services_on_both",))),
     st.sampled_from([0, 1]).flatmap(lambda at: bad_value(("nodes", NODES[at], "ip"), BAD_IP)),
     # The nodes: how many, their names, their addresses.
     bad_value(("nodes",), st.lists(st.text(NAME_CHARS, min_size=1, max_size=6), unique=True).filter(

@@ -57,3 +57,47 @@ def test_interfaces_json_lists_no_loopback():
     entries = json.loads(result.stdout)
     assert all(e["address"] not in ("127.0.0.1", "::1") for e in entries)
     assert all(set(e) == {"interface", "address", "prefixlen"} for e in entries)
+
+
+# --- --json everywhere: one document, the same shape ---------------------------------------
+
+ACTIONS = {
+    "cluster edit": ("cluster", "edit", "--json", "--check-interval", "2"),
+    "cluster destroy": ("cluster", "destroy", "--json", "--yes"),
+    "maintenance on": ("maintenance", "on", "--json"),
+    "exec": ("exec", "--json", "--", "true"),
+    "sync verify": ("sync", "verify", "--json"),
+    "sync push": ("sync", "push", "--json"),
+    "drill": ("drill", "--json", "--yes"),
+}
+
+
+def test_an_action_that_fails_prints_one_failure_document(tmp_path):
+    for command, argv in ACTIONS.items():
+        result = skutui(*argv, env_root=tmp_path)
+        assert result.returncode == 1, (argv, result.stderr)
+        document = json.loads(result.stdout)
+        assert document["ok"] is False and document["exit_code"] == 1, argv
+        assert document["command"] == command
+        assert "No cluster is configured" in document["error"] or "no cluster is configured" in document["error"]
+        assert result.stderr.startswith("skutui: "), "the one line goes to standard error too"
+        assert set(document) == {"ok", "command", "steps", "error", "exit_code"}
+
+
+def test_bad_input_with_json_prints_nothing_on_standard_output(tmp_path):
+    result = skutui("cluster", "edit", "--json", "--check-interval", "nope", env_root=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_reading_commands_print_their_document(tmp_path):
+    result = skutui("history", "--json", env_root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"records": [], "missing": {}}
+    result = skutui("readiness", "--json", env_root=tmp_path)
+    assert json.loads(result.stdout) == {"nodes": []}
+
+
+def test_metrics_need_the_agent_and_say_so(tmp_path):
+    result = skutui("metrics", "--json", env_root=tmp_path)
+    assert result.returncode == 1
+    assert "agent is not running" in json.loads(result.stdout)["error"]

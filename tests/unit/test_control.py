@@ -21,6 +21,7 @@ from skutui.domain.model import ClusterConfig, Node, Role
 from skutui.domain.paths import Paths
 from skutui.system import control
 from skutui.system.control import ControlError
+from skutui.system.hook import Moment, read_mark
 from skutui.system.journal import Journal
 from skutui.system.node import LocalNode
 from tests.unit.test_sync import assert_same, connection_to, start_skutui_peer, wait_until, write
@@ -234,8 +235,8 @@ class Node_(LocalNode):
         return self._config
 
     def effective_role(self) -> Role:
-        """No keepalived runs here: the role file alone says the role."""
-        return self.role()
+        """No keepalived runs here: the role file (and the maintenance flag) say the role."""
+        return self.as_held(self.role())
 
 
 @pytest.fixture
@@ -249,16 +250,19 @@ async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path
     paths = Paths(config_root=tmp_path / "a" / "etc" / "skutui", run_dir=tmp_path / "a" / "run")
     paths.local_dir.mkdir(parents=True)
     paths.role_file.write_text("master\n")
-    cluster = write(paths.cluster_file, "schema_version = 1\n", 0o600)
+    cluster = write(paths.config_root / "haproxy.cfg", "global\n", 0o600)
     peer = await start_skutui_peer(tmp_path / "b", paths)
     config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "127.0.0.1"),
                                                     Node("node-b", peer.host)),
                            check_interval=0.05, services=("haproxy",))
     agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False,
                   connect=lambda node, p: connection_to(peer, p),
-                  sync_options={"debounce": 0.02}, service_check=lambda name: False)
+                  sync_options={"debounce": 0.02}, service_check=lambda name: False,
+                  transition=lambda node, state: [])
     task = asyncio.create_task(agent.run())
     received: list[dict] = []
+    await wait_until(lambda: paths.agent_state.exists())
+    agent.roles.fifo_line('INSTANCE "SKUTUI" MASTER 120')  # keepalived makes it master
 
     def published() -> dict:
         try:
@@ -292,16 +296,17 @@ async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path
         entry = Journal(paths.journal_dir).append(["true"], origin="node-a")
         answer = await asyncio.to_thread(control.request, paths.control_socket, "wake",
                                          seq=entry.seq, wait=5)
-        assert answer == {"ok": True, "acked": True}
+        assert answer == {"ok": True, "acked": True, "away": None}
         assert Journal(paths.journal_dir).outcome(entry.seq).ok
         assert peer.replayed[-1] == ["true"]
         answer = await asyncio.to_thread(control.request, paths.control_socket, "wake",
                                          seq=entry.seq + 1, wait=0.1)
-        assert answer == {"ok": True, "acked": False}, "no such entry: no answer, in time"
+        assert answer == {"ok": True, "acked": False, "away": None}, (
+            "no such entry: no answer, in time")
         assert sum(1 for c in peer.commands if c.endswith("node replay")) == 1, (
             "one replayer process on the peer serves every entry")
 
-        paths.role_file.write_text("backup\n")
+        agent.roles.fifo_line('INSTANCE "SKUTUI" BACKUP 120')
         await wait_until(lambda: published().get("sync") is False)
         write(paths.config_root / "late.cfg", "made on a backup")
         Journal(paths.journal_dir).append(["true"], origin="node-a")
@@ -317,16 +322,17 @@ async def test_the_agent_syncs_replicates_and_reports_only_while_master(tmp_path
     assert {("role", "info"), ("peer", "info"), ("sync", "info"), ("replication", "info"),
             ("service", "error")} <= kinds
     messages = [e["message"] for e in received]
-    assert "agent started; this node is master" in messages
+    assert "keepalived moved this node to MASTER" in messages
     assert "haproxy is not running on the master" in messages
 
 
 def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkeypatch):
-    """keepalived's notify hook writes the role file before it announces the change: a
-    round reading the file in between waits for the announcement instead of making a
-    second event. A change nobody announces is announced after the grace period."""
+    """keepalived's hook hands a transition over when the FIFO line did not come: the
+    agent takes it once, whichever of the two tells first. A change nobody announces is
+    announced after the grace period."""
     monkeypatch.setattr(role_supervisor, "ROLE_ANNOUNCE_GRACE", 0.1)
     paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    paths.local_dir.mkdir(parents=True)
     config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
                                                     Node("node-b", "198.18.0.2")))
     agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False)
@@ -337,17 +343,15 @@ def test_a_role_change_is_one_event_whoever_sees_it_first(tmp_path: Path, monkey
 
     agent.roles.note(Role.BACKUP)
     assert roles() == [("backup", "agent started; this node is backup")]
-    agent.roles.note(Role.MASTER)  # a hook wrote the file; the FIFO line was missed
-    agent.roles.posted("service", "MASTER steps done", "info",
-                 {"role": "master", "cause": "keepalived MASTER", "failed": []})
-    agent.roles.note(Role.MASTER)
-    time.sleep(0.15)
+    assert agent.roles.reported("master", Moment.now())  # the hook; the FIFO line was missed
     agent.roles.note(Role.MASTER)
     assert roles()[1:] == [("master", "keepalived moved this node to MASTER")]
     agent.roles.fifo_line('INSTANCE "SKUTUI" MASTER 120')  # the same change, read late
-    assert len(roles()) == 2
+    assert not agent.roles.reported("master", Moment.now())
+    assert len(roles()) == 2 and agent.roles.transitions.qsize() == 1
 
-    agent.roles.note(Role.BACKUP)  # no hook will say it
+    paths.role_file.write_text("backup\n")  # keepalived died: nobody will say it
+    agent.roles.note(Role.BACKUP)
     assert len(roles()) == 2
     time.sleep(0.15)
     agent.roles.note(Role.BACKUP)
@@ -376,24 +380,44 @@ async def test_keepalived_fifo_lines_write_the_role_announce_it_and_run_it(tmp_p
         agent.roles.fifo_line(line)
     roles = [(e["data"]["role"], e["data"]["cause"], e["message"])
              for e in agent.events.recent(50) if e["kind"] == "role"][1:]
-    assert roles == [("maintenance", "keepalived FAULT", "keepalived moved this node to FAULT"),
+    # FAULT without the operator's maintenance is a fault (a tracked link down), not maintenance.
+    assert roles == [("fault", "keepalived FAULT", "keepalived moved this node to FAULT"),
                      ("master", "keepalived MASTER", "keepalived moved this node to MASTER")]
     assert paths.role_file.read_text() == "master\n"
+    assert agent.roles.priority == 120, "every line ends with keepalived's effective priority"
     # Each state is run in the order it came, marked done for keepalived's hook, reported.
     while not agent.roles.transitions.empty():
         await agent.roles.run_transition(agent.roles.transitions.get_nowait())
-    assert ran == ["fault", "fault", "master"]
-    done, at = paths.transition_mark.read_text().split()
-    assert done == "master" and abs(int(at) - time.time_ns()) < 10 * 10**9
+    assert ran == ["fault", "master"], "the same state told twice in a row is one transition"
+    mark = read_mark(paths.transition_mark)
+    assert mark is not None and (mark.state, mark.phase) == ("master", "done")
+    assert mark.at.this_boot() and mark.term == f"{mark.at.boot}/{mark.at.since_boot}"
     [*_, fault, master] = [e for e in agent.events.recent(50) if e["kind"] == "service"]
     assert (fault["message"], fault["level"]) == ("FAULT steps done", "info")
     assert master["message"] == "MASTER steps done; failed steps: conntrackd -c: no answer"
     assert master["level"] == "error" and master["data"]["failed"] == ["conntrackd -c: no answer"]
-    # A hook that ran the steps itself reports them; the role is not announced again.
-    agent.roles.posted("service", "MASTER steps done", "info",
-                 {"role": "master", "cause": "keepalived MASTER", "failed": []})
-    kinds = [e["kind"] for e in agent.events.recent(50)][-2:]
-    assert kinds == ["service", "service"]
+
+
+async def test_keepalived_s_fault_is_maintenance_only_when_the_operator_switched_it_on(tmp_path: Path):
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    paths.local_dir.mkdir(parents=True)
+    config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
+                                                    Node("node-b", "198.18.0.2")))
+    node = Node_(paths, config)
+    seen: list[tuple[str, int]] = []
+    agent = Agent(paths, node=node, hostname="node-a", guard=False, transition=lambda node, state: [])
+    agent.roles.on_priority = lambda state, priority: seen.append((state, priority))
+    agent.roles.note(Role.BACKUP)
+    paths.maintenance_flag.write_text("1\n")
+    agent.roles.fifo_line('INSTANCE "SKUTUI" FAULT 0')
+    assert [e["data"]["role"] for e in agent.events.recent(50) if e["kind"] == "role"][-1] == "maintenance"
+    assert node.effective_role() is Role.MAINTENANCE
+    paths.maintenance_flag.write_text("0\n")
+    assert node.effective_role() is Role.FAULT
+    agent.roles.fifo_line('INSTANCE "SKUTUI" MASTER_PRIORITY 1')
+    agent.roles.fifo_line('INSTANCE "SKUTUI" BACKUP_PRIORITY 100')
+    assert seen == [("fault", 0), ("master", 1), ("backup", 100)]
+    assert paths.role_file.read_text() == "maintenance\n", "a priority line moves no role"
 
 
 async def test_an_agent_without_a_cluster_serves_its_state(tmp_path: Path, fast):
@@ -410,21 +434,67 @@ async def test_an_agent_without_a_cluster_serves_its_state(tmp_path: Path, fast)
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_the_notify_hook_announces_a_transition_with_its_cause(server: ControlServer,
-                                                                     tmp_path: Path,
-                                                                     monkeypatch):
-    from skutui.cli.agent import announce_transition
+async def test_the_agent_says_it_is_up_before_its_first_rounds_slow_part(tmp_path: Path, fast):
+    """Starting the services at boot can take seconds; the node table must not read the
+    agent as down meanwhile."""
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    paths.local_dir.mkdir(parents=True)
+    config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
+                                                    Node("node-b", "198.18.0.2")))
+    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False)
+    released = asyncio.Event()
 
-    monkeypatch.setattr(Paths, "control_socket", property(lambda self: server.path))
-    paths = Paths(config_root=tmp_path)
-    assert await asyncio.to_thread(announce_transition, paths, "fault", ["conntrackd -t: 1"])
-    [event] = server.bus.recent(1)
-    assert event["kind"] == "service" and event["level"] == "error"
-    assert event["message"] == "FAULT steps done; failed steps: conntrackd -t: 1"
-    assert event["data"] == {"role": "maintenance", "cause": "keepalived FAULT",
-                             "failed": ["conntrackd -t: 1"]}
-    await server.close()
-    assert not await asyncio.to_thread(announce_transition, paths, "master", [])
+    async def slow_keep(config, role) -> None:
+        await released.wait()
+
+    agent.keeper.keep = slow_keep
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_until(lambda: paths.agent_state.exists())
+        assert json.loads(paths.agent_state.read_text())["pid"] == os.getpid()
+        assert not released.is_set()
+    finally:
+        released.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_notify_hook_hands_a_transition_to_the_agent_or_starts_it(
+        tmp_path: Path, monkeypatch):
+    """`skutui agent notify` runs no step and writes no role: it hands the transition
+    over, with the moment the hook reported, or starts an agent that is not running."""
+    from skutui.cli.agent import hand_over
+    from skutui.system.daemons import AgentDaemon, Keepalived
+
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    paths.run_dir.mkdir(parents=True)
+    handed: list[tuple[str, Moment]] = []
+    agent = ControlServer(paths.control_socket, EventBus("node-a"), dict,
+                          on_transition=lambda state, at: handed.append((state, at)) or True)
+    await agent.start()
+    try:
+        reported = Moment.now()
+        paths.keepalived_report.write_text(f"fault {reported.boot} "
+                                           f"{reported.since_boot // 100}.{reported.since_boot % 100:02d}\n")
+        said = await asyncio.to_thread(hand_over, paths, "fault")
+        assert said == "the transition to fault was handed to the agent"
+        assert handed == [("fault", reported)]
+    finally:
+        await agent.close()
+    started: list[str] = []
+    monkeypatch.setattr(AgentDaemon, "start", lambda self: started.append("agent"))
+    paths.config_root.mkdir(parents=True)
+    paths.cluster_file.write_text("")
+    keepalived_runs = [True]
+    monkeypatch.setattr(Keepalived, "running", lambda self: keepalived_runs[0])
+    said = await asyncio.to_thread(hand_over, paths, "master")
+    assert said.startswith("no agent answered") and started == ["agent"]
+    assert not paths.role_file.exists()
+    # keepalived stopped (a node being stopped or rolled back): no agent is started for it.
+    keepalived_runs[0] = False
+    said = await asyncio.to_thread(hand_over, paths, "backup")
+    assert said.endswith("keepalived no longer runs (the node is being stopped): the "
+                         "transition to backup is left") and started == ["agent"]
 
 
 async def test_the_agent_reads_keepalived_s_fifo_even_after_keepalived_made_a_new_one(
@@ -474,6 +544,58 @@ async def test_the_agent_reads_keepalived_s_fifo_even_after_keepalived_made_a_ne
             os.close(holder)
         assert paths.role_file.read_text() == "backup\n"
         assert paths.transition_mark.read_text().split()[0] == "backup"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_fifo_that_cannot_be_opened_is_reported_and_retried_never_fatal(
+        tmp_path: Path, fast, monkeypatch):
+    monkeypatch.setattr(role_supervisor, "FIFO_CHECK_INTERVAL", 0.05)
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    paths.local_dir.mkdir(parents=True)
+    paths.notify_fifo.mkdir(parents=True)  # something that is no FIFO holds its name
+    config = ClusterConfig(interface="eth0", nodes=(Node("node-a", "198.18.0.1"),
+                                                    Node("node-b", "198.18.0.2")))
+    ran: list[str] = []
+    agent = Agent(paths, node=Node_(paths, config), hostname="node-a", guard=False,
+                  transition=lambda node, state: ran.append(state) or [])
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_until(lambda: any("cannot open keepalived's notify FIFO" in e["message"]
+                                     for e in agent.events.recent(50)))
+        await asyncio.sleep(0.3)
+        assert not task.done(), "the agent keeps running"
+        said = [e for e in agent.events.recent(50) if "notify FIFO" in e["message"]]
+        assert len(said) == 1 and said[0]["level"] == "error", "said once, not every retry"
+        paths.notify_fifo.rmdir()
+        await wait_until(lambda: stat.S_ISFIFO(paths.notify_fifo.stat().st_mode)
+                         if paths.notify_fifo.exists() else False)
+        fd = os.open(paths.notify_fifo, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b'INSTANCE "SKUTUI" FAULT 0\n')
+        finally:
+            os.close(fd)
+        await wait_until(lambda: ran == ["fault"])
+        assert any("is read again" in e["message"] for e in agent.events.recent(50))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_one_agent_per_node_even_when_the_socket_check_would_pass(tmp_path: Path, fast):
+    """Two agents started at once both find no socket: the lock, taken before the socket
+    is looked at, lets one of them run."""
+    paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
+    first = Agent(paths, hostname="node-a", guard=False)
+    task = asyncio.create_task(first.run())
+    try:
+        await wait_until(lambda: paths.agent_state.exists())
+        paths.control_socket.unlink()  # the second looks before the first bound it
+        with pytest.raises(ControlError, match=rf"another skutui agent runs on this node "
+                                               rf"\(pid {os.getpid()}, since "):
+            await asyncio.wait_for(Agent(paths, hostname="node-a", guard=False).run(), 10)
+        assert not task.done()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

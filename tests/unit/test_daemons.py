@@ -1,11 +1,12 @@
 """Daemon versions as pre-flight shows them, read from the real binaries and their texts."""
 
+import os
 import shutil
 
 import pytest
 
 from skutui.domain.paths import Paths
-from skutui.system.daemons import VERSION, Conntrackd, Keepalived
+from skutui.system.daemons import VERSION, Conntrackd, Keepalived, is_agent_command, started_before
 
 
 @pytest.mark.parametrize(
@@ -26,3 +27,25 @@ def test_version_is_the_first_v_number_not_a_licence_or_an_address(text, version
 def test_installed_daemons_report_dotted_versions():
     for daemon in (Keepalived(Paths()), Conntrackd(Paths())):
         assert VERSION.fullmatch("v" + daemon.version()), daemon
+
+
+@pytest.mark.parametrize(("args", "agent"), [
+    ([b"/opt/skutui/bin/python", b"/usr/sbin/skutui", b"agent", b"run"], True),
+    ([b"/root/.venv/bin/python", b"-m", b"skutui", b"agent", b"run"], True),
+    ([b"sh", b"-c", b"pkill -f 'skutui agent run'"], False),
+    ([b"/usr/sbin/skutui", b"agent", b"notify", b"master"], False),
+    ([b"/usr/sbin/skutui", b"exec", b"--", b"agent", b"run"], False),
+])
+def test_the_agent_is_told_by_its_command_line(args, agent):
+    assert is_agent_command(args) is agent
+
+
+def test_a_daemon_started_before_its_configuration_was_written_runs_an_older_one(tmp_path):
+    conf = tmp_path / "daemon.conf"
+    conf.write_text("new\n")
+    me = os.getpid()
+    assert started_before([me], conf), "this test's process began before the file"
+    os.utime(conf, (0, 0))
+    assert not started_before([me], conf), "a file from 1970 is older than any process"
+    assert not started_before([me], tmp_path / "absent.conf")
+    assert not started_before([], conf)

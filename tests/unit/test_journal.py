@@ -1,4 +1,5 @@
-"""The replication journal: durable, ordered, bounded; replayed at most once on the backup."""
+"""The replication journal: durable, ordered, bounded, written ahead of the command it
+records; replayed at most once on the backup; a journal of the older line format moved in."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +22,8 @@ from skutui.system.journal import (
     APPLIED,
     FAILED,
     INTERRUPTED,
+    QUEUED,
+    RUNNING,
     Entry,
     Journal,
     JournalCorrupt,
@@ -31,6 +35,7 @@ from skutui.system.journal import (
     encode_record,
     run_command,
 )
+from tests.unit.node_steps import make_master
 
 ORIGIN = "node-a"
 
@@ -40,55 +45,91 @@ def journal(tmp_path: Path) -> Journal:
     return Journal(tmp_path / "journal")
 
 
-def entry(seq: int, *argv: str, journal_id: str = "j1", timeout: float = 5) -> Entry:
+def entry(seq: int, *argv: str, journal_id: str = "j1", timeout: float = 5,
+          cwd: str = "/") -> Entry:
     return Entry(seq=seq, journal=journal_id, kind="exec", argv=argv or ("true",),
-                 origin=ORIGIN, time=0.0, timeout=timeout)
+                 origin=ORIGIN, time=0.0, timeout=timeout, cwd=cwd)
 
 
 # --- the master's journal -----------------------------------------------------------------
 
 def test_entries_are_numbered_in_order_and_survive_a_new_reader(journal: Journal):
     first = journal.append(["ipset", "add", "blocked", "192.0.2.7"], origin=ORIGIN)
-    second = journal.append(["service", "haproxy", "reload"], origin=ORIGIN)
+    second = journal.append(["service", "haproxy", "reload"], origin=ORIGIN, cwd="/etc/haproxy")
     assert (first.seq, second.seq) == (1, 2) and first.journal == second.journal
     again = Journal(journal.directory)
     assert [e.argv for e in again.entries()] == [first.argv, second.argv]
     assert [e.seq for e in again.pending()] == [1, 2]
+    assert again.pending()[1].cwd == "/etc/haproxy"
     assert again.outcome(1) is None
     mode = os.stat(journal.path).st_mode & 0o777
     assert mode == 0o600 and (os.stat(journal.directory).st_mode & 0o777) == 0o700
+    with sqlite3.connect(journal.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_torn_last_record_is_ignored_and_cut_off_by_the_next_append(journal: Journal):
-    journal.append(["echo", "one"], origin=ORIGIN)
-    record = encode_record(entry(2, "echo", "two", journal_id=journal.state().journal))
-    with open(journal.path, "ab") as handle:
-        handle.write(record[: len(record) // 2])  # the crash: half a line, no newline
-    assert [e.seq for e in journal.entries()] == [1]
-    third = journal.append(["echo", "three"], origin=ORIGIN)
-    assert third.seq == 2
-    assert [e.argv[-1] for e in journal.entries()] == ["one", "three"]
-    assert journal.path.read_bytes().count(b"\n") == 2
+def test_a_command_is_recorded_before_it_runs_then_queued_or_dropped(journal: Journal):
+    """Write-ahead: `skutui exec` records the command (running, with its own process)
+    before running it; success queues it for the peer, failure drops it."""
+    ok = journal.begin(["true"], origin=ORIGIN, cwd="/srv", term="boot/100")
+    head = journal.head()
+    assert head is not None and head.entry == ok and head.state == RUNNING and head.runner_alive
+    failed = journal.begin(["false"], origin=ORIGIN)
+    journal.queue(ok.seq)
+    journal.cancel(failed.seq)
+    assert [(e.seq, e.cwd, e.term) for e in journal.pending()] == [(1, "/srv", "boot/100")]
+    assert journal.state_of(1) == QUEUED and journal.state_of(2) is None
+    assert journal.append(["next"], origin=ORIGIN).seq == 3  # a dropped number is not reused
 
 
-def test_a_complete_last_line_with_a_bad_checksum_is_a_torn_append(journal: Journal):
-    journal.append(["echo", "one"], origin=ORIGIN)
-    good = encode_record(entry(2, "echo", "two"))
-    with open(journal.path, "ab") as handle:
-        handle.write(good.replace(b"two", b"tw0"))
-    assert [e.seq for e in journal.entries()] == [1]
-    assert decode_record(good) == entry(2, "echo", "two")
+RECORD_THEN_DIE = """
+import os, sys
+from pathlib import Path
+from skutui.system.journal import Journal
+Journal(Path(sys.argv[1])).begin(["touch", "/x"], origin="node-a")
+os._exit(9)  # killed between recording and saying how it went
+"""
 
 
-def test_damage_before_good_records_is_reported_not_guessed(journal: Journal):
-    for word in ("one", "two", "three"):
-        journal.append(["echo", word], origin=ORIGIN)
-    data = journal.path.read_bytes()
-    journal.path.write_bytes(data.replace(b"two", b"tw0", 1))
-    with pytest.raises(JournalCorrupt, match=r"damaged at byte \d+ \(record 2\).*Move"):
-        journal.entries()
-    with pytest.raises(JournalCorrupt):
-        journal.append(["echo", "four"], origin=ORIGIN)
+async def test_a_command_whose_exec_died_is_set_aside_not_replayed(journal: Journal,
+                                                                 tmp_path: Path):
+    subprocess.run([sys.executable, "-c", RECORD_THEN_DIE, str(journal.directory)],
+                   cwd=Path(__file__).parents[2], check=False)
+    journal.append(["after"], origin=ORIGIN)
+    head = journal.head()
+    assert head is not None and head.state == RUNNING and not head.runner_alive
+    target = Target(tmp_path / "backup", Runner())
+    events: list[str] = []
+    assert await Replayer(journal, target, lambda kind, message, **data: events.append(
+        message)).replay_pending() == 1
+    assert target.runner.ran == [2]
+    [aside] = journal.set_aside_entries()
+    assert aside.entry.seq == 1 and "may have run there" in aside.note
+    assert events[0].startswith("#1 set aside, not replayed: touch /x")
+
+
+async def test_replay_waits_behind_a_command_still_running_here(journal: Journal,
+                                                              tmp_path: Path):
+    running = journal.begin(["sleep", "1"], origin=ORIGIN)
+    journal.append(["after"], origin=ORIGIN)
+    target = Target(tmp_path / "backup", Runner())
+    replayer = Replayer(journal, target, lambda *a, **k: None)
+    assert await replayer.replay_pending() == 0 and target.runner.ran == []
+    journal.queue(running.seq)
+    assert await replayer.replay_pending() == 2 and target.runner.ran == [1, 2]
+
+
+def test_commands_of_another_master_term_are_set_aside(journal: Journal):
+    journal.append(["old", "1"], origin=ORIGIN, term="boot/100")
+    journal.append(["legacy"], origin=ORIGIN, term=None)
+    journal.append(["new"], origin=ORIGIN, term="boot/900")
+    stale = journal.set_aside_other_terms("boot/900", "earlier term")
+    assert [e.argv for e in stale] == [("old", "1")]
+    assert [e.argv for e in journal.pending()] == [("legacy",), ("new",)]
+    assert journal.summary()["set_aside"] == 1
+    assert [e.argv for e in journal.set_aside_other_terms(None, "not master")] == [("new",)]
+    assert [a.note for a in journal.set_aside_entries()] == ["earlier term", "not master"]
+    assert journal.discard_pending() == 3
 
 
 APPENDER = """
@@ -124,7 +165,7 @@ def test_the_journal_is_bounded_and_says_what_to_do(tmp_path: Path):
                                           r"skutui node journal --discard"):
         small.check_room()
     with pytest.raises(JournalFull):
-        small.append(["echo", "3"], origin=ORIGIN)
+        small.begin(["echo", "3"], origin=ORIGIN)
     small.ack(Outcome(1, APPLIED))
     assert small.append(["echo", "3"], origin=ORIGIN).seq == 4
     small.ack(Outcome(2, APPLIED))
@@ -132,6 +173,8 @@ def test_the_journal_is_bounded_and_says_what_to_do(tmp_path: Path):
         small.append(["x" * 70_000], origin=ORIGIN)
     with pytest.raises(JournalError, match="empty"):
         small.append([], origin=ORIGIN)
+    with pytest.raises(JournalError, match="not absolute"):
+        small.append(["ls"], origin=ORIGIN, cwd="relative")
 
 
 def test_acks_are_durable_idempotent_and_keep_failures(journal: Journal):
@@ -150,19 +193,18 @@ def test_acks_are_durable_idempotent_and_keep_failures(journal: Journal):
     assert summary["last_failure"]["message"] == "no such set"
 
 
-def test_compaction_keeps_pending_entries_and_the_numbering(journal: Journal, monkeypatch):
+def test_compaction_keeps_pending_entries_failures_and_the_numbering(journal: Journal,
+                                                                    monkeypatch):
     monkeypatch.setattr(journal_module, "COMPACT_AFTER", 5)
-    for n in range(8):
+    for n in range(12):
         journal.append(["cmd", str(n)], origin=ORIGIN)
-    for seq in range(1, 6):
+    journal.ack(Outcome(1, FAILED, 1, "kept"))
+    for seq in range(2, 11):
         journal.ack(Outcome(seq, APPLIED))
-    assert [e.seq for e in journal.entries()] == [6, 7, 8]
-    assert journal.append(["cmd", "8"], origin=ORIGIN).seq == 9
-    for seq in range(6, 10):
-        journal.ack(Outcome(seq, APPLIED))
-    assert journal.pending() == [] and len(journal.entries()) == 4  # under the threshold
-    assert journal.discard_pending() == 0 and journal.entries() == []
-    assert journal.append(["next"], origin=ORIGIN).seq == 10  # numbering never restarts
+    assert [e.seq for e in journal.entries()] == [1, 6, 7, 8, 9, 10, 11, 12]
+    assert journal.outcome(3) == Outcome(3, APPLIED) and journal.outcome(1).status == FAILED
+    assert journal.discard_pending() == 2 and [e.seq for e in journal.pending()] == []
+    assert journal.append(["next"], origin=ORIGIN).seq == 13  # numbering never restarts
 
 
 def test_discarding_pending_entries(journal: Journal):
@@ -171,6 +213,59 @@ def test_discarding_pending_entries(journal: Journal):
     journal.ack(Outcome(1, APPLIED))
     assert journal.discard_pending() == 2
     assert journal.pending() == [] and journal.append(["cmd"], origin=ORIGIN).seq == 4
+
+
+def test_a_damaged_database_is_reported_not_guessed(journal: Journal):
+    journal.append(["echo", "one"], origin=ORIGIN)
+    journal.close()
+    journal.path.write_bytes(b"not a database" * 100)
+    for name in ("journal.db-wal", "journal.db-shm"):
+        (journal.directory / name).unlink(missing_ok=True)
+    with pytest.raises(JournalCorrupt, match=r"cannot be used.*Move .* aside"):
+        Journal(journal.directory).pending()
+
+
+# --- a journal of the line format, moved into the database ---------------------------------
+
+def legacy(directory: Path, entries: list[Entry], state: dict, tail: bytes = b"") -> None:
+    directory.mkdir(parents=True, mode=0o700)
+    (directory / "journal").write_bytes(b"".join(encode_record(e) for e in entries) + tail)
+    (directory / "replicated.json").write_text(json.dumps(state))
+
+
+def test_a_line_journal_is_moved_into_the_database_on_first_use(tmp_path: Path):
+    directory = tmp_path / "journal"
+    old = [entry(n, "cmd", str(n), journal_id="old-id") for n in (4, 5, 6)]
+    torn = encode_record(entry(7, "cmd", "7", journal_id="old-id"))
+    legacy(directory, old, {"journal": "old-id", "acked": 5, "failed_total": 2, "failures": [
+        {"seq": 5, "status": "failed", "exit_status": 2, "message": "no", "repeat": False}]},
+        tail=torn[: len(torn) // 2])  # a crash mid-append, before the upgrade
+    journal = Journal(directory)
+    assert [e.seq for e in journal.pending()] == [6]
+    assert journal.pending()[0].journal == "old-id", "the backup keeps counting the same journal"
+    assert journal.outcome(4) == Outcome(4, APPLIED) and journal.outcome(5).exit_status == 2
+    assert journal.summary()["failed_total"] == 2 and journal.summary()["acked"] == 5
+    assert journal.append(["next"], origin=ORIGIN).seq == 7
+    assert not (directory / "journal").exists()
+    assert (directory / "journal.migrated").exists() and (directory / "replicated.json.migrated").exists()
+    assert [e.seq for e in Journal(directory).pending()] == [6, 7], "moved once"
+
+
+def test_a_damaged_line_journal_is_not_guessed_at(tmp_path: Path):
+    directory = tmp_path / "journal"
+    legacy(directory, [entry(n, "echo", w) for n, w in ((1, "one"), (2, "two"), (3, "three"))],
+           {"journal": "j1", "acked": 0})
+    data = (directory / "journal").read_bytes()
+    (directory / "journal").write_bytes(data.replace(b"two", b"tw0", 1))
+    with pytest.raises(JournalCorrupt, match=r"damaged at byte \d+ \(record 2\)"):
+        Journal(directory).pending()
+    assert (directory / "journal").exists(), "left where it was, for the operator"
+
+
+def test_line_records_decode_only_with_a_good_checksum():
+    good = encode_record(entry(2, "echo", "two"))
+    assert decode_record(good) == entry(2, "echo", "two")
+    assert decode_record(good.replace(b"two", b"tw0")) is None
 
 
 # --- the backup's side --------------------------------------------------------------------
@@ -229,6 +324,16 @@ def test_run_command_reports_status_output_and_time_limits():
         127, "no-such-command-skutui: command not found")
     code, detail = run_command(entry(1, "sleep", "5", timeout=0.2))
     assert code == -1 and "killed" in detail
+
+
+def test_a_replayed_command_runs_from_the_masters_working_directory(tmp_path: Path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "blocked.txt").write_text("192.0.2.7\n")
+    assert run_command(entry(1, "cat", "blocked.txt", cwd=str(tmp_path / "conf"))) == (
+        0, "192.0.2.7")
+    code, detail = run_command(entry(1, "true", cwd=str(tmp_path / "missing")))
+    assert code is None and f"{tmp_path / 'missing'} does not exist on this node" in detail
+    assert Outcome(1, FAILED, code, detail).describe().startswith("not run: the working")
 
 
 # --- the master's replayer ----------------------------------------------------------------
@@ -312,13 +417,10 @@ def exec_node(tmp_path: Path, monkeypatch) -> Paths:
 
     from skutui.domain.model import ClusterConfig, Node
     from skutui.system import store
-    from skutui.system.daemons import Keepalived
-
-    monkeypatch.setattr(Keepalived, "running", lambda self: True)
 
     paths = Paths(config_root=tmp_path / "etc" / "skutui", run_dir=tmp_path / "run")
     paths.local_dir.mkdir(parents=True)
-    paths.role_file.write_text("master\n")
+    make_master(paths, monkeypatch)
     store.save(ClusterConfig(interface="eth0", nodes=(
         Node(socket_module.gethostname(), "198.18.0.1"), Node("node-b", "198.18.0.2"))),
         paths.cluster_file)
@@ -374,7 +476,7 @@ def test_exec_is_refused_on_a_master_whose_keepalived_died(exec_node: Paths, tmp
     from skutui.cli.common import CommandError
     from skutui.system.daemons import Keepalived
 
-    monkeypatch.setattr(Keepalived, "running", lambda self: False)
+    monkeypatch.setattr(Keepalived, "running_since", lambda self: None)
     marker = tmp_path / "ran"
     with pytest.raises(CommandError, match=r"runs on the master: this node .* is backup"):
         skutui_exec("--", "touch", str(marker))
@@ -397,3 +499,69 @@ async def test_exec_waits_for_the_backups_answer(exec_node: Paths, capsys, answe
     finally:
         await agent.close()
     assert said in capsys.readouterr().err
+
+
+def test_exec_records_the_command_before_running_it_with_its_directory(
+        exec_node: Paths, tmp_path: Path, monkeypatch, capsys):
+    """While the command runs here, the journal already holds it (running): a crash now
+    leaves a record that says so, never a silent difference between the nodes."""
+    seen = tmp_path / "seen"
+    probe = ("import json, sys; from pathlib import Path; from skutui.system.journal import "
+             "Journal; head = Journal(Path(sys.argv[1])).head(); "
+             "Path(sys.argv[2]).write_text(json.dumps([head.state, head.entry.cwd]))")
+    monkeypatch.chdir(tmp_path)
+    code = skutui_exec("--", sys.executable, "-c", probe, str(exec_node.journal_dir), str(seen))
+    assert code == 0
+    assert json.loads(seen.read_text()) == [RUNNING, str(tmp_path)]
+    [queued] = Journal(exec_node.journal_dir).pending()
+    assert queued.cwd == str(tmp_path) and Journal(exec_node.journal_dir).state_of(1) == QUEUED
+
+
+def test_exec_says_exactly_what_ran_where_when_the_journal_fails_after_the_run(
+        exec_node: Paths, tmp_path: Path, monkeypatch):
+    from skutui.cli.common import CommandError
+
+    def full(self, seq):
+        raise JournalError("the replication journal cannot be written: the disk is full")
+
+    monkeypatch.setattr(Journal, "queue", full)
+    marker = tmp_path / "ran"
+    with pytest.raises(CommandError, match=r"`touch .*ran` ran here \(exit 0\) but was NOT "
+                                           r"queued for node-b: .*disk is full.*run it there "
+                                           r"by hand \(from /.*set[s]? record #1 aside"):
+        skutui_exec("--", "touch", str(marker))
+    assert marker.exists()
+
+
+def test_exec_is_not_run_when_it_cannot_be_recorded(exec_node: Paths, tmp_path: Path,
+                                                    monkeypatch):
+    from skutui.cli.common import CommandError
+
+    def full(self, *args, **kwargs):
+        raise JournalError("the replication journal cannot be written: the disk is full")
+
+    monkeypatch.setattr(Journal, "begin", full)
+    marker = tmp_path / "ran"
+    with pytest.raises(CommandError, match=r"was not run: it cannot be recorded for node-b"):
+        skutui_exec("--", "touch", str(marker))
+    assert not marker.exists()
+
+
+async def test_exec_returns_at_once_when_the_agent_knows_the_backup_is_away(
+        exec_node: Paths, capsys):
+    """The agent answers without waiting: exec does not sit out its 30 s per command."""
+    from skutui.agent.control import ControlServer, EventBus
+
+    async def away(seq: int, wait: float) -> dict:
+        return {"acked": False, "away": "node-b"}
+
+    agent = ControlServer(exec_node.control_socket, EventBus("node-a"), dict, on_wait=away)
+    await agent.start()
+    try:
+        started = time.monotonic()
+        assert await asyncio.to_thread(skutui_exec, "--", "true") == 0
+        took = time.monotonic() - started
+    finally:
+        await agent.close()
+    assert "queued as #1; node-b is away" in capsys.readouterr().err
+    assert took < 20, f"exec waited {took:.1f} s although the backup is known to be away"

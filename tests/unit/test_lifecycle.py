@@ -10,12 +10,23 @@ from pathlib import Path
 import pytest
 
 from skutui.cluster import lifecycle, transaction
+from skutui.cluster.lifecycle import master_down
 from skutui.cluster.operations import ClusterOperations
-from skutui.domain.errors import BadInput, Failed, Interrupted, ValidationError
+from skutui.domain.errors import BadInput, Failed, Interrupted, Refused, ValidationError
 from skutui.domain.model import Role
 from skutui.domain.values import format_seconds
 from skutui.domain.wire import EditRequest
-from tests.unit.fake_nodes import FINGERPRINT, A, B, Connected, Pair, cluster, operations, request
+from tests.unit.fake_nodes import (
+    FINGERPRINT,
+    LINK_ADDRESSES,
+    A,
+    B,
+    Connected,
+    Pair,
+    cluster,
+    operations,
+    request,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +49,8 @@ def ops(pair: Pair, tmp_path: Path) -> ClusterOperations:
 
 
 def untouched(pair: Pair) -> bool:
-    return all(node.cluster is None and not node.running for node in pair.nodes)
+    return all(node.cluster is None and not node.running and node.pinned is None
+               for node in pair.nodes)
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -56,9 +68,13 @@ async def test_create_erases_the_peer_configures_both_and_starts_this_node_first
         ("node-a", "snapshot"), ("node-b", "snapshot"),
         ("node-b", "erase"),
         ("node-a", "apply", config), ("node-b", "apply", config),
+        ("node-a", "pin_peer_link", B.ip, LINK_ADDRESSES["node-b"]),
+        ("node-b", "pin_peer_link", A.ip, LINK_ADDRESSES["node-a"]),
         ("node-a", "start"), ("node-b", "start"),
     ]
     assert pair.a.cluster == pair.b.cluster == config
+    assert pair.a.pinned == (B.ip, LINK_ADDRESSES["node-b"])
+    assert pair.b.pinned == (A.ip, LINK_ADDRESSES["node-a"])
     assert (pair.a.current_role, pair.b.current_role) == (Role.MASTER, Role.BACKUP)
     assert pair.authenticated == [(B.ip, A.ip)]
     assert pair.connected == [Connected(B.ip, B.ip)]
@@ -70,6 +86,8 @@ async def test_create_erases_the_peer_configures_both_and_starts_this_node_first
         "Erasing the cluster configuration of node-b",
         "Writing the configuration on node-a",
         "Writing the configuration on node-b",
+        f"Pinning MAC addresses: node-a {LINK_ADDRESSES['node-a']}, "
+        f"node-b {LINK_ADDRESSES['node-b']}",
         "Starting node-a",
         "node-a is master",
         "Starting node-b",
@@ -97,7 +115,8 @@ async def test_create_refuses_when_a_check_fails_and_changes_nothing(pair, ops):
     assert untouched(pair)
 
 
-STEPS = [("node-b", "erase"), ("node-a", "apply"), ("node-b", "apply"), ("node-a", "start"),
+STEPS = [("node-b", "erase"), ("node-a", "apply"), ("node-b", "apply"),
+         ("node-a", "pin_peer_link"), ("node-b", "pin_peer_link"), ("node-a", "start"),
          ("node-b", "start"), ("node-a", "facts"), ("node-b", "facts")]
 
 
@@ -140,6 +159,27 @@ async def test_a_peer_that_does_not_hear_this_node_is_split_brain_and_rolled_bac
     assert untouched(pair)
 
 
+async def test_a_peer_that_takes_the_master_role_before_it_is_held_is_split_brain(pair, ops):
+    """node-b read as backup at its first look, then made itself master, and node-a heard its
+    adverts and stepped down before it was read again: the cause is still node-b's."""
+    reads = []
+
+    def overtaken() -> None:
+        reads.append(1)
+        if len(reads) == 2:  # master after its own start; then node-b's start overtakes it
+            pair.b.deaf = True
+            pair.b.current_role = Role.MASTER
+            pair.a.current_role = Role.BACKUP
+
+    pair.a.before["facts"] = overtaken
+    lines: list[str] = []
+    with pytest.raises(Failed) as raised:
+        await ops.create(request(), lines.append)
+    assert "node-b is backup" in lines
+    assert str(raised.value).startswith("node-b made itself master instead of staying backup")
+    assert untouched(pair)
+
+
 async def test_a_master_stepping_down_while_the_cluster_settles_is_named(pair, ops):
     reads = []
 
@@ -157,8 +197,9 @@ async def test_a_master_stepping_down_while_the_cluster_settles_is_named(pair, o
 
 async def test_a_node_that_never_takes_its_role_is_a_failure(pair, ops):
     pair.b.deaf = True  # master as soon as it starts: never the backup it should be
-    with pytest.raises(Failed, match="^node-b did not become backup \\(it is master\\); both "
-                                     "nodes were rolled back as they were$"):
+    with pytest.raises(Failed, match="^node-b made itself master instead of staying backup: it "
+                                     "does not hear the other node's VRRP adverts.*both nodes "
+                                     "were rolled back as they were$"):
         await ops.create(request(), lambda line: None)
     assert untouched(pair)
 
@@ -199,7 +240,9 @@ async def test_a_rollback_that_fails_too_says_so(pair, ops):
     with pytest.raises(Failed) as raised:
         await ops.create(request(), lines.append)
     assert str(raised.value) == ("node-b: keepalived did not start; rollback incomplete: "
-                                 "node-b: node-b: lost the SSH connection")
+                                 "node-b: node-b: lost the SSH connection; the next skutui "
+                                 "command on this node tries again")
+    assert pair.a.record is not None and pair.a.holder is None, "kept for the next command"
     assert "rolled back as they were" not in str(raised.value)
     assert pair.log.count(("node-b", "restore")) == transaction.RESTORE_ATTEMPTS
     assert pair.a.cluster is None and not pair.a.running, "this node was still restored"
@@ -216,8 +259,150 @@ async def test_a_node_that_cannot_be_stopped_is_still_restored(pair, ops):
 async def test_an_interrupted_create_whose_rollback_fails_says_the_rollback_failed(pair, ops):
     pair.a.fail["start"] = KeyboardInterrupt()
     pair.a.fail["restore"] = OSError("disk full")
-    with pytest.raises(Failed, match="rollback incomplete: node-a: disk full$"):
+    with pytest.raises(Failed, match="rollback incomplete: node-a: disk full; the next"):
         await ops.create(request(), lambda line: None)
+
+
+# --- locks and rollback records ------------------------------------------------------------
+
+
+async def test_a_change_writes_both_snapshots_before_its_first_step_and_removes_them(pair, ops):
+    seen: dict[str, object] = {}
+
+    def at_erase() -> None:
+        seen["a"], seen["b"] = pair.a.record, pair.b.record
+
+    pair.b.before["erase"] = at_erase
+    await ops.create(request(), lambda line: None)
+    a, b = seen["a"], seen["b"]
+    assert a is not None and b is not None
+    assert a.change.what == "cluster create" and a.change.node == "node-a"
+    assert len(a.snapshots) == 2 and a.snapshots[1]["config"] is None, "both, on this node"
+    assert len(b.snapshots) == 1, "the peer keeps its own"
+    assert pair.a.record is None and pair.b.record is None
+    assert pair.a.holder is None and pair.b.holder is None
+    [first, *_] = [step for step in pair.log if step[1] not in ("facts", "config")
+                   and step[1] != "inventory"]
+    assert first == ("node-a", "begin_change", "cluster create")
+
+
+async def test_two_concurrent_edits_one_is_refused_naming_the_other(pair, ops, tmp_path):
+    pair.configured(cluster())
+    first_running = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_apply() -> None:
+        first_running.set()
+        await go_on.wait()
+
+    pair.a.before["apply"] = slow_apply
+    first = asyncio.create_task(ops.edit(EditRequest({"check_interval": 0.5})))
+    await asyncio.wait_for(first_running.wait(), 5)
+    del pair.a.before["apply"]
+    second = operations(pair, tmp_path / "second console")
+    with pytest.raises(Failed, match=r"^another change is under way on node-a since \d\d:\d\d, "
+                                     r"by pid \d+ \(cluster edit\)$"):
+        await second.edit(EditRequest({"check_interval": 2}))
+    with pytest.raises(Failed, match="another change is under way on node-a"):
+        await second.set_maintenance("remote", True)
+    go_on.set()
+    await asyncio.wait_for(first, 5)
+    assert pair.a.cluster.check_interval == 0.5 and pair.b.cluster.check_interval == 0.5
+    assert not pair.b.maintenance
+    assert await second.edit(EditRequest({"check_interval": 2})), "free again once it ended"
+
+
+async def test_a_change_the_peer_holds_is_refused_and_this_node_is_let_go(pair, ops):
+    pair.configured(cluster())
+    from skutui.system.change import Change
+
+    pair.b.holder = Change("cluster create", "node-b", pid=4242)
+    with pytest.raises(Failed, match=r"^another change is under way on node-b since "
+                                     r"\d\d:\d\d, by pid 4242 \(cluster create\)"):
+        await ops.edit(EditRequest({"check_interval": 0.5}))
+    assert pair.a.holder is None and pair.a.record is None
+    assert pair.a.cluster.check_interval == 0.1
+
+
+async def test_a_killed_create_is_rolled_back_on_both_nodes_by_the_next_command(pair, ops,
+                                                                            tmp_path):
+    """SIGKILL runs no code: what it leaves is each node as it was at that moment, with
+    its rollback record and without its lock. The next command finishes the rollback."""
+    left: dict = {}
+
+    def killed_here() -> None:
+        left.update({node.hostname: (node.cluster, node.running, node.current_role, node.record)
+                     for node in pair.nodes})
+        raise KeyboardInterrupt  # stop the fake create here; its own rollback is undone below
+
+    pair.b.before["start"] = killed_here
+    with pytest.raises(Interrupted):
+        await ops.create(request(), lambda line: None)
+    for node in pair.nodes:  # as SIGKILL left them: started half-way, records on disk
+        node.cluster, node.running, node.current_role, node.record = left[node.hostname]
+        node.killed()
+    assert pair.a.running and pair.a.cluster is not None and pair.b.cluster is not None
+    del pair.b.before["start"]
+    said: list[str] = []
+    message = await operations(pair, tmp_path).finish_interrupted(said.append)
+    assert message is not None and message.startswith(
+        "finished rolling back the interrupted cluster create (started ")
+    assert message.endswith("node-a and node-b are as they were before it")
+    assert untouched(pair) and pair.a.record is None and pair.b.record is None
+    assert await operations(pair, tmp_path).finish_interrupted(said.append) is None
+
+
+async def test_an_interrupted_change_on_the_peer_is_left_to_the_node_that_started_it(pair, ops):
+    from skutui.system.change import Change, Record
+
+    pair.a.record = Record(Change("cluster edit", "node-b", pid=77), [{"config": None}])
+    message = await ops.finish_interrupted()
+    assert message is not None and "node-b rolls it back at its next skutui command" in message
+    assert "skutui node recover --here" in message and pair.a.record is not None
+    with pytest.raises(Failed, match="interrupted cluster edit.*has not been rolled back"):
+        await ops.create(request(), lambda line: None)
+
+
+SIGNALS = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from tests.unit.fake_nodes import Pair, operations, request
+from skutui.cluster import transaction
+from skutui.domain.errors import SkutuiError
+
+transaction.RESTORE_RETRY_DELAY = 0
+pair = Pair()
+ops = operations(pair, Path(sys.argv[1]))
+pair.b.before["start"] = lambda: os.kill(os.getpid(), signal.{first})
+pair.a.before["restore"] = lambda: os.kill(os.getpid(), signal.{second})
+
+async def main():
+    try:
+        await ops.create(request(), lambda line: None)
+    except SkutuiError as exc:
+        print(type(exc).__name__, exc)
+    print("a", pair.a.cluster is None and not pair.a.running, "b", pair.b.cluster is None and not pair.b.running)
+    print("restored", [n for n, op, *_ in pair.log if op == "restore"])
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("first, second", [("SIGHUP", "SIGINT"), ("SIGTERM", "SIGHUP"),
+                                           ("SIGINT", "SIGINT")])
+def test_sighup_and_sigterm_roll_back_and_no_signal_stops_a_rollback(tmp_path, first, second):
+    """The operator's SSH session drops (SIGHUP) in the middle of a create, and a second
+    signal (Ctrl+C, another hang-up) comes while the nodes are put back: both nodes still
+    end as they were, and the command ends saying so."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", SIGNALS.format(first=first, second=second),
+                             str(tmp_path)], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).parents[2])
+    assert result.stdout.splitlines() == [
+        f"Interrupted interrupted; {transaction.ROLLED_BACK}", "a True b True",
+        "restored ['node-b', 'node-a']"], result.stdout + result.stderr
 
 
 # --- edit ----------------------------------------------------------------------------------
@@ -230,7 +415,7 @@ async def test_edit_applies_and_reloads_both_nodes_and_lists_what_changed(pair, 
     updated = cluster(check_interval=0.5, failback="node-a")
     assert pair.a.cluster == pair.b.cluster == updated
     assert pair.steps() == [("node-a", "snapshot"), ("node-b", "snapshot"),
-                            ("node-a", "apply", updated), ("node-b", "apply", updated),
+                            ("node-b", "apply", updated), ("node-a", "apply", updated),
                             ("node-b", "reload"), ("node-a", "reload")]
 
 
@@ -240,16 +425,45 @@ async def test_edit_with_nothing_to_change_touches_nothing(pair, ops):
     assert pair.steps() == []
 
 
-async def test_edit_of_tracked_interfaces_checks_this_node_s_links(pair, ops):
+async def test_edit_of_tracked_interfaces_checks_the_links_of_both_nodes(pair, ops):
     pair.configured(cluster())
     assert await ops.edit(EditRequest({"tracked_interfaces": ("eth2",)}), lambda line: None) == [
         "Tracked interfaces: eth0 -> eth0, eth2"]
-    with pytest.raises(ValidationError, match="eth9"):
+    with pytest.raises(ValidationError, match="^Tracked interface eth9 does not exist on this node; "):
         await ops.edit(EditRequest({"tracked_interfaces": ("eth9",)}), lambda line: None)
+    pair.b.links = ["lo", "eth0"]
+    before = pair.b.cluster
+    with pytest.raises(ValidationError, match="^Tracked interface eth1 does not exist on node-b; enter links "
+                                              "both nodes have: eth0, lo.$"):
+        await ops.edit(EditRequest({"tracked_interfaces": ("eth1",)}), lambda line: None)
+    assert pair.b.cluster == before
+
+
+async def test_edit_places_a_floating_ip_on_a_link_both_nodes_have(pair, ops):
+    pair.configured(cluster())
+    assert await ops.edit(EditRequest({"floating_ips": ("198.18.0.100/24", "203.0.113.9/24@eth1")}),
+                          lambda line: None) == [
+        "Floating IPs: 198.18.0.100/24 -> 198.18.0.100/24, 203.0.113.9/24@eth1"]
+    assert pair.b.cluster.placed_floating_ips == (("198.18.0.100/24", "eth0"), ("203.0.113.9/24", "eth1"))
+    pair.b.links = ["lo", "eth0"]
+    with pytest.raises(ValidationError, match="link eth2 does not exist on node-b"):
+        await ops.edit(EditRequest({"floating_ips": ("203.0.113.9/24@eth2",)}), lambda line: None)
+
+
+async def test_edit_of_services_and_synced_paths_reaches_both_nodes(pair, ops):
+    pair.configured(cluster())
+    lines = await ops.edit(EditRequest({"services": "nginx", "services_on_both": "haproxy",
+                                        "synced_paths": "/etc/skutui,/etc/haproxy"}), lambda line: None)
+    assert lines == ["Synced paths: /etc/skutui -> /etc/skutui, /etc/haproxy",
+                     "Services: none -> nginx", "Services on both: none -> haproxy"]
+    assert pair.a.cluster == pair.b.cluster
+    assert (pair.b.cluster.services, pair.b.cluster.services_on_both) == (("nginx",), ("haproxy",))
+    with pytest.raises(ValidationError, match="^Service nginx is listed in both Services and Services on both"):
+        await ops.edit(EditRequest({"services_on_both": "haproxy,nginx"}), lambda line: None)
 
 
 @pytest.mark.parametrize("key,value", [("interface", "eth1"), ("virtual_router_id", 52),
-                                       ("services", ("nginx",)), ("colour", "red")])
+                                       ("colour", "red")])
 async def test_edit_refuses_what_cannot_be_changed_on_a_running_cluster(pair, ops, key, value):
     pair.configured(cluster())
     with pytest.raises(BadInput, match=f"^{key} cannot be changed on a running cluster.$"):
@@ -313,19 +527,67 @@ async def test_destroy_is_refused_on_the_backup(pair, ops):
 # --- maintenance ------------------------------------------------------------------------------
 
 
-async def test_maintenance_of_this_node_hands_the_floating_ips_to_the_peer(pair, ops):
+async def test_maintenance_of_the_master_hands_over_first_and_says_so(pair, ops):
+    """The peer commits the connection state, then takes the floating IPs while this node
+    still holds them; only then does this node enter maintenance."""
     pair.configured(cluster())
     message = await ops.set_maintenance("local", True)
-    assert message == "node-a is in maintenance; the peer takes over the floating IPs"
+    assert message == ("node-a is in maintenance; node-b committed the connection state and took over "
+                       "the floating IPs (198.18.0.100/24) in 0.5 s, before this node let them go")
+    assert [entry[:2] for entry in pair.steps()] == [
+        ("node-b", "commit_connections"), ("node-a", "hand_over"), ("node-a", "set_maintenance")]
+    timeout = [entry for entry in pair.log if entry[1] == "hand_over"][0][2]
+    assert timeout == pytest.approx(master_down(cluster(), "node-b") + 2.0)
     assert (pair.a.current_role, pair.b.current_role) == (Role.MAINTENANCE, Role.MASTER)
     assert await ops.set_maintenance("local", False) == "node-a left maintenance and rejoins the cluster"
     assert (pair.a.current_role, pair.b.current_role) == (Role.BACKUP, Role.MASTER)
 
 
-async def test_maintenance_of_the_peer_runs_on_the_peer(pair, ops):
+@pytest.mark.parametrize("peer_state,reason", [
+    ("stopped", "node-b cannot take over (backup, FAILURE: not ready to take over: keepalived is down, "
+                "conntrackd is down, agent is down)"),
+    ("maintenance", "node-b cannot take over (maintenance, MAINTENANCE: Node in maintenance mode)"),
+    ("service down", "node-b cannot take over (backup, FAILURE: not ready to take over: haproxy is down)"),
+    ("unreachable", "node-b cannot take over (unknown, UNREACHABLE: Node unreachable)"),
+])
+async def test_maintenance_of_the_master_is_refused_when_the_peer_cannot_take_over(pair, ops, peer_state, reason):
+    pair.configured(cluster())
+    if peer_state == "stopped":
+        pair.b.running = False
+    elif peer_state == "maintenance":
+        pair.b.maintenance, pair.b.current_role = True, Role.MAINTENANCE
+    elif peer_state == "service down":
+        pair.b.services_down = ["haproxy"]
+    else:
+        pair.b.fail["facts"] = Failed("cannot reach 198.18.0.2")
+    with pytest.raises(Refused) as refused:
+        await ops.set_maintenance("local", True)
+    assert str(refused.value) == (
+        f"Maintenance refused: node-a is the master and {reason}, so nobody would serve the floating "
+        "IPs (198.18.0.100/24). Fix the peer first, or add --force to put node-a in maintenance anyway "
+        "and leave them unserved.")
+    assert pair.steps() == [] and pair.a.current_role is Role.MASTER and not pair.a.maintenance
+
+    message = await ops.set_maintenance("local", True, force=True)
+    assert message == (f"node-a is in maintenance; {reason}: the floating IPs (198.18.0.100/24) are "
+                       "UNSERVED until one of the nodes can hold them again")
+    assert [entry[:2] for entry in pair.steps()] == [("node-a", "set_maintenance")]
+
+
+async def test_a_handover_the_peer_does_not_take_leaves_this_node_master(pair, ops):
+    pair.configured(cluster())
+    pair.a.fail["hand_over"] = Failed("the peer did not take over the floating IPs within 2.6 s; "
+                                      "node-a stays master")
+    with pytest.raises(Failed, match="node-a stays master"):
+        await ops.set_maintenance("local", True)
+    assert not pair.a.maintenance and pair.a.current_role is Role.MASTER
+
+
+async def test_maintenance_of_the_backup_says_the_master_keeps_serving(pair, ops):
     pair.configured(cluster())
     assert await ops.set_maintenance("remote", True) == (
-        "node-b is in maintenance; the peer takes over the floating IPs")
+        "node-b is in maintenance; node-a keeps serving the floating IPs, with no backup until node-b "
+        "leaves maintenance")
     assert pair.connected == [Connected(B.ip, B.hostname)]
     assert ("node-b", "set_maintenance", True) in pair.log
     assert pair.b.current_role is Role.MAINTENANCE

@@ -6,6 +6,7 @@ exchange leaves no file behind."""
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import skutui.peer
 from skutui.cluster import peering
 from skutui.cluster.nodeops import LocalOps, RemoteNodeError, RemoteOps
 from skutui.cluster.transaction import FileGuard
-from skutui.domain import codec
+from skutui.domain import codec, trust
 from skutui.domain.errors import Failed, ValidationError
 from skutui.domain.model import ClusterConfig, Role
 from skutui.domain.paths import Paths
+from skutui.domain.syncplan import MANIFEST_VERSION
 from skutui.peer import CommandResult, RemoteCommandFailed
+from skutui.system.change import Change
 from skutui.system.node import NodeFacts
 from tests.unit.fake_nodes import FINGERPRINT, PASSWORD, A, B, request
 
@@ -56,12 +59,14 @@ async def test_this_node_s_operations_are_local_node_s():
     await ops.apply(CONFIG)
     for step in (ops.reload, ops.start, ops.stop, ops.erase):
         await step()
+    await ops.erase(keep_keys=True)
     assert await ops.set_maintenance(True) == "node-a is in maintenance"
     assert await ops.config() == CONFIG
     assert await ops.role() is Role.MASTER
     await ops.close()
     assert machine.calls == [("facts",), ("inventory",), ("snapshot",), ("restore", {"files": {}}),
-                             ("apply", CONFIG), ("reload",), ("start",), ("stop",), ("erase",),
+                             ("apply", CONFIG), ("reload",), ("start",), ("stop",),
+                             ("erase", False), ("erase", True),
                              ("set_maintenance", True), ("config",), ("role",)]
 
 
@@ -83,7 +88,9 @@ class Process:
 
 
 class Peer:
-    """Stands in for PeerConnection: each command answered from ``results``."""
+    """Stands in for PeerConnection: each command answered from ``results``. A command the
+    peer's key would not run (its forced command, ``skutui node serve``) is refused here as
+    there: every step RemoteOps sends must be one the peer serves."""
 
     host = B.ip
     command_timeout = 30.0
@@ -97,6 +104,7 @@ class Peer:
         self.closed = 0
 
     async def run_checked(self, command, *, input=None, timeout=None) -> CommandResult:
+        trust.served(shlex.join(command))
         self.commands.append((command, input))
         result = self.results.get(command[2], CommandResult(" ".join(command), 0, "", ""))
         if isinstance(result, BaseException):
@@ -104,10 +112,12 @@ class Peer:
         return result
 
     async def open_process(self, command):
+        trust.served(shlex.join(command))
         self.opened.append(command)
         return self.process
 
     async def stream_lines(self, command):
+        trust.served(shlex.join(command))
         self.opened.append(command)
         yield '{"kind": "role"}\n'
 
@@ -135,14 +145,54 @@ async def test_the_peer_s_operations_are_skutui_node_commands():
     await ops.apply(CONFIG)
     for step in (ops.reload, ops.start, ops.stop, ops.erase):
         await step()
+    await ops.erase(keep_keys=True)
     assert await ops.set_maintenance(True) == "node-b is in maintenance"
     assert [command for command, _ in peer.commands] == [
         ["skutui", "node", name] for name in
         ("inventory", "snapshot", "restore", "apply", "reload", "start", "stop", "erase")
-    ] + [["skutui", "node", "maintenance", "on"]]
+    ] + [["skutui", "node", "erase", "--keep-keys"], ["skutui", "node", "maintenance", "on"]]
     inputs = dict((command[2], given) for command, given in peer.commands)
     assert json.loads(inputs["restore"]) == {"files": {}}
     assert codec.loads(inputs["apply"]) == CONFIG
+
+
+async def test_every_step_the_peer_is_asked_for_is_one_its_key_serves():
+    """Each RemoteOps step runs through the fake's check of the forced command; one the
+    dispatcher does not serve fails here before it fails on a real cluster."""
+    peer = Peer()
+    peer.results = {"history": answered("[]"), "hand-over": answered("0.5\n"),
+                    "manifest": answered(json.dumps({"version": MANIFEST_VERSION, "entries": {}})),
+                    "pin-peer-link": answered("pinned\n")}
+    peer.process.answers += [json.dumps({"ok": True, "snapshot": None}) + "\n",
+                             json.dumps({"ok": True}) + "\n"]
+    ops = RemoteOps(peer, "node-b")
+    for step in (ops.inventory, ops.snapshot, ops.reload, ops.start, ops.stop, ops.erase,
+                 ops.commit_connections):
+        peer.results.setdefault(step.__name__, answered("{}"))
+        await step()
+    await ops.restore({"files": {}})
+    await ops.apply(CONFIG)
+    await ops.erase(keep_keys=True)
+    await ops.set_maintenance(False)
+    await ops.facts()
+    await ops.history(1.0, ["failover"])
+    await ops.put_history([])
+    await ops.manifest(["/etc/skutui"], ["/etc/skutui/local"])
+    await ops.drill_mark("drill-1")
+    await ops.drill_mark(None)
+    await ops.drill_probe("198.18.0.100", 49812)
+    await ops.pin_peer_link(A.ip, "02:00:00:00:00:01")
+    await ops.begin_change(Change("cluster edit", "node-a"))
+    await ops.end_change()
+    assert await ops.hand_over(5.0) == 0.5
+    assert [line async for line in ops.event_lines()]
+    sent = [shlex.join(command) for command, _ in peer.commands] + [
+        shlex.join(command) for command in peer.opened]
+    assert {shlex.split(line)[2] for line in sent if line.startswith("skutui node ")} == {
+        "inventory", "snapshot", "reload", "start", "stop", "erase", "commit", "restore",
+        "apply", "maintenance", "facts", "history", "manifest", "drill", "pin-peer-link",
+        "change", "hand-over"}
+    await ops.close()
 
 
 async def test_the_peer_s_facts_come_from_one_kept_command():
@@ -225,8 +275,8 @@ def peer_library(monkeypatch, tmp_path):
 
         return Installed()
 
-    def authorize_key_locally(key):
-        calls.append(("authorize_key_locally", key))
+    def authorize_key_locally(key, from_address):
+        calls.append(("authorize_key_locally", key, from_address))
 
     for name, value in (("fetch_host_key", fetch_host_key), ("KnownHosts", KnownHosts),
                         ("install_keys", install_keys),
@@ -243,7 +293,7 @@ async def test_the_key_exchange_pins_the_host_key_then_installs_both_keys(peer_l
     await peering.exchange_keys(paths, 3.0, B.ip, A.ip, request(), lines.append)
     assert calls == [("fetch_host_key", B.ip, 3.0), ("pin", FINGERPRINT, False),
                      ("install_keys", B.ip, PASSWORD, A.ip),
-                     ("authorize_key_locally", "ssh-ed25519 PEER")]
+                     ("authorize_key_locally", "ssh-ed25519 PEER", B.ip)]
     assert lines == [f"Host key of {B.ip}: {FINGERPRINT}",
                      f"Installing this node's key on {B.ip} (the password is used once)"]
     assert paths.known_hosts.exists()

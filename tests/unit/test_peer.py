@@ -220,9 +220,13 @@ async def test_key_exchange_sets_up_both_directions(peer_node: FakePeer, paths: 
 
     # the caller's half: let the peer log in to us
     authorized = tmp_path / "this-node" / "root" / ".ssh" / "authorized_keys"
-    assert authorize_key_locally(keys.peer_public_key, authorized) is True
-    assert authorize_key_locally(keys.peer_public_key, authorized) is False
-    assert authorized.read_text() == keys.peer_public_key + "\n"
+    assert authorize_key_locally(keys.peer_public_key, "10.0.0.2", authorized) is True
+    assert authorize_key_locally(keys.peer_public_key, "10.0.0.2", authorized) is False
+    assert authorized.read_text() == ('restrict,from="10.0.0.2",command="skutui node serve" '
+                                      + " ".join(keys.peer_public_key.split()[:2])
+                                      + " skutui@peer\n"), \
+        "from the peer only, skutui's steps only, no terminal or forwarding, and marked as " \
+        "skutui's whatever the key's own comment: destroy and erase find it"
     assert mode(authorized) == 0o600 and mode(authorized.parent) == 0o700
 
     # from now on: the key, never the password (and never in a command line)
@@ -245,7 +249,9 @@ async def test_repeating_the_exchange_changes_nothing(peer_node: FakePeer, paths
     first = await exchange(peer_node.port, paths)
     again = await exchange(peer_node.port, paths)
 
-    assert keys_file.read_text() == f'from="192.0.2.1" {someone}\n{ours}\n'
+    assert keys_file.read_text() == (f'from="192.0.2.1" {someone}\n'
+                                     f'restrict,from="{OUR_ADDRESS}",command="skutui node serve" '
+                                     f'{" ".join(ours.split()[:2])} skutui@peer\n')
     assert (again.our_key_added, again.peer_key_generated) == (False, False)
     assert again.peer_public_key == first.peer_public_key
     assert len(peer_node.path("/etc/skutui/local/known_hosts").read_text().splitlines()) == 1
@@ -278,7 +284,7 @@ def test_local_keys_are_made_once_and_checked(paths: Paths, tmp_path: Path):
     with pytest.raises(ValueError, match="is not an OpenSSH public key"):
         local_host_key(host_key)
     with pytest.raises(ValueError, match="the peer's public key is not"):
-        authorize_key_locally("ssh-ed25519 garbage", tmp_path / "authorized_keys")
+        authorize_key_locally("ssh-ed25519 garbage", "10.0.0.2", tmp_path / "authorized_keys")
     assert not (tmp_path / "authorized_keys").exists()
 
 

@@ -9,11 +9,13 @@ from collections.abc import Callable
 
 import pytest
 
+from skutui import __version__
 from skutui.cluster import preflight
-from skutui.cluster.nodeops import RemoteNodeError
+from skutui.cluster.nodeops import RemoteNodeError, SkutuiNotInstalled
 from skutui.domain.errors import BadInput, Failed, ValidationError
 from skutui.domain.model import ClusterConfig
 from skutui.domain.wire import CheckResult
+from skutui.system.package import package_file
 from tests.unit.fake_nodes import FINGERPRINT, A, B, Pair, operations, request
 
 
@@ -32,7 +34,7 @@ async def test_every_check_passes_in_the_order_of_the_names(pair, ops):
     checks = await ops.preflight(request(), lines.append)
     assert [c.name for c in checks] == preflight.check_names() == [
         "No cluster on this node", "Peer reachable and authenticated", "Same skutui version",
-        "Different hostnames", "Cluster NIC on the peer", "keepalived installed",
+        "Different hostnames", "Cluster NIC on the peer", "Links on both nodes", "keepalived installed",
         "conntrackd installed", "Clocks agree", "Virtual router id 51 free"]
     assert all(c.passed for c in checks)
     assert [c.detail for c in checks] == [
@@ -41,6 +43,7 @@ async def test_every_check_passes_in_the_order_of_the_names(pair, ops):
         "0.1.0 here, 0.1.0 on the peer",
         "node-a and node-b",
         "198.18.0.2 is on eth0; this node uses eth0",
+        "no link named besides the cluster NIC",
         "2.2.7 here, 2.2.7 on the peer",
         "1.4.7 here, 1.4.7 on the peer",
         "0.0 s apart",
@@ -49,6 +52,27 @@ async def test_every_check_passes_in_the_order_of_the_names(pair, ops):
     assert lines == ["Connecting to 198.18.0.2", f"Host key of 198.18.0.2: {FINGERPRINT}",
                      "Listening for other VRRP routers for 0.3 s"]
     assert all(node.cluster is None for node in pair.nodes), "nothing changed"
+
+
+async def test_links_the_settings_name_must_exist_on_both_nodes(pair, ops):
+    pair.b.links = ["lo", "eth0", "eth2"]
+    checks = await ops.preflight(request(tracked_interfaces="eth1,eth2",
+                                         floating_ips=("198.18.0.100/24", "203.0.113.9/24@eth2")),
+                                 lambda line: None)
+    check = next(c for c in checks if c.name == preflight.LINKS_ON_BOTH)
+    assert check == CheckResult(preflight.LINKS_ON_BOTH, False, "eth1 is missing on node-b",
+                                "name links both nodes have (ip link lists them)")
+    pair.b.links.append("eth1")
+    checks = await ops.preflight(request(tracked_interfaces="eth1,eth2"), lambda line: None)
+    assert next(c for c in checks if c.name == preflight.LINKS_ON_BOTH).detail == "eth1, eth2 on both"
+
+
+async def test_create_syncs_cluster_toml_s_folder_and_the_paths_given(pair, ops):
+    config = await ops.create(request(synced_paths="/etc/haproxy", services_on_both="haproxy"),
+                              lambda line: None)
+    assert config.synced_paths == (str(ops.paths.config_root), "/etc/haproxy")
+    assert config.services_on_both == ("haproxy",)
+    assert pair.b.cluster == config
 
 
 async def test_the_router_check_names_the_chosen_virtual_router_id(ops):
@@ -127,8 +151,12 @@ async def test_a_peer_that_does_not_answer_in_time_reads_as_such(pair, ops):
 
 BAD_REQUESTS = [
     ("password", dict(password=""), "The remote root password is empty; enter it."),
-    ("services", dict(settings={"services": ("nginx",)}),
-     "services cannot be set at creation; change it with cluster edit afterwards."),
+    ("interface", dict(settings={"interface": "eth1"}),
+     "interface cannot be set at creation; change it with cluster edit afterwards."),
+    ("services_on_both", dict(settings={"services": "haproxy", "services_on_both": "haproxy"}),
+     "Service haproxy is listed in both Services and Services on both"),
+    ("services", dict(settings={"services": "-haproxy"}), "would be read as an option"),
+    ("synced_paths", dict(settings={"synced_paths": "/etc"}), "whole system folder"),
     ("local_ip", dict(local_ip="192.0.2.77"), "192.0.2.77"),
     ("local_ip", dict(local_ip="198.18.0.50"), "198.18.0.50"),
     ("remote_ip", dict(remote_ip=A.ip), "own address"),
@@ -152,3 +180,21 @@ async def test_a_wrong_value_is_refused_before_the_peer_is_asked_anything(pair, 
 async def test_validate_accepts_a_good_request_without_asking_the_peer(pair, ops):
     assert await ops.validate(request()) is None
     assert pair.authenticated == [] and pair.log == []
+
+
+async def test_a_peer_without_skutui_is_told_plainly_with_the_one_install_command(pair, ops):
+    pair.b.fail["inventory"] = SkutuiNotInstalled(B.ip)
+    checks = await ops.preflight(request(), lambda line: None)
+    assert [c.name for c in checks] == [preflight.NO_LOCAL_CLUSTER, preflight.PEER_AUTHENTICATED,
+                                        preflight.SAME_VERSION]
+    assert checks[1].passed and not checks[2].passed
+    assert checks[2].detail == f"skutui is not installed on {B.ip} (no skutui command on root's PATH)"
+    name = package_file(__version__)
+    assert checks[2].hint == (f"install skutui {__version__} on {B.ip}: copy {name} there "
+                              f"(`./run package` builds it from skutui's source) and run "
+                              f"`apt install ./{name}`, then run the checks again")
+
+
+def test_the_package_file_is_named_by_debians_architecture():
+    assert package_file("1.2.3", "x86_64") == "skutui_1.2.3_amd64.deb"
+    assert package_file("1.2.3", "aarch64") == "skutui_1.2.3_arm64.deb"

@@ -102,6 +102,8 @@ def test_keepalived_ipv4():
         "priority 120",
         "advert_int 0.5",
         "garp_master_delay 1",
+        "garp_lower_prio_repeat 5",
+        "higher_prio_send_advert",
         "unicast_src_ip 198.18.0.1",
         "unicast_peer {",
         "198.18.0.2",
@@ -112,7 +114,9 @@ def test_keepalived_ipv4():
         "}",
         "track_file {",
         "maintenance",
+        "handover",
         "}",
+        "notify_priority_changes",
         "virtual_ipaddress {",
         "198.18.0.100/24 dev eth0",
         "198.18.0.101/32 dev eth0",
@@ -142,8 +146,54 @@ def test_keepalived_tracks_the_maintenance_flag_file():
     assert section(text, f"track_file {MAINTENANCE_TRACK_FILE}") == [
         f'file "{PATHS.maintenance_flag}"', "weight 0", "init_file 0",
     ]
-    assert section(text, "track_file") == [MAINTENANCE_TRACK_FILE]
+    assert section(text, "track_file") == [MAINTENANCE_TRACK_FILE, render.HANDOVER_TRACK_FILE]
     assert "track_interface" not in text
+
+
+def test_keepalived_adds_the_handover_file_to_the_priority():
+    text = render.render_keepalived(cluster(), "node-a", PATHS, NOTIFY)
+    assert section(text, f"track_file {render.HANDOVER_TRACK_FILE}") == [
+        f'file "{PATHS.handover_file}"', "weight 1", "init_file 0"]
+    assert render.HANDOVER_YIELD == -253 and render.HANDOVER_NOW == -254, (
+        "keepalived reads -254 and below as FAULT, and keeps a priority at 1 or more")
+
+
+CHECK = "/bin/sh /usr/lib/skutui/service_check.sh"
+
+
+@pytest.mark.parametrize("interval,every", [(0.1, 1), (1.0, 1), (2.5, 3), (40.0, 40)])
+def test_each_service_is_checked_by_keepalived_with_a_penalty(interval, every):
+    cfg = cluster(services=("nginx",), services_on_both=("haproxy", "php8.2-fpm"), check_interval=interval)
+    text = render.render_keepalived(cfg, "node-b", PATHS, NOTIFY, service_check=CHECK)
+    state = str(PATHS.service_state_dir)
+    for kind, name in (("master", "nginx"), ("both", "haproxy"), ("both", "php8.2-fpm")):
+        assert section(text, f"vrrp_script service_{name}") == [
+            f'script "{CHECK} {kind} {name} {PATHS.role_file} {state}"', f"interval {every}",
+            f"timeout {every}", "fall 2", "rise 2", "weight -100"]
+    assert section(text, "track_script") == ["service_nginx", "service_haproxy", "service_php8.2-fpm"]
+
+
+@pytest.mark.parametrize("failback", ["disabled", "node-a", "node-b"])
+def test_a_node_with_a_service_down_ranks_below_a_healthy_one_and_two_failing_rank_equal(failback):
+    """The penalty is the ranking the takeover rules rely on; keepalived keeps each at >= 1."""
+    cfg = cluster(failback=failback)
+    a, b = (render.vrrp_priority(cfg, name) for name in ("node-a", "node-b"))
+    failing = [max(1, p - render.SERVICE_PENALTY) for p in (a, b)]
+    assert failing[0] < b and failing[1] < a
+    assert failing[0] <= 20 and failing[1] <= 20
+    assert render.SERVICE_PENALTY > abs(a - b)
+
+
+def test_floating_ips_go_on_the_link_they_name():
+    cfg = cluster(floating_ips=("198.18.0.100/24", "203.0.113.9/24@eth1", "2001:db8::9/64@eth2"))
+    text = render.render_keepalived(cfg, "node-a", PATHS, NOTIFY)
+    assert section(text, "virtual_ipaddress") == ["198.18.0.100/24 dev eth0", "203.0.113.9/24 dev eth1"]
+    assert section(text, "virtual_ipaddress_excluded") == ["2001:db8::9/64 dev eth2"]
+
+
+def test_services_need_a_safe_check_command():
+    with pytest.raises(ValueError):
+        render.render_keepalived(cluster(services=("nginx",)), "node-a", PATHS, NOTIFY)
 
 
 def test_keepalived_ipv6_with_ipv4_floating_ip_excluded():
@@ -231,9 +281,10 @@ def config_test(path):
 @pytest.mark.parametrize("claim", [False, True])
 def test_keepalived_config_test_accepts_each_transport_and_the_claim(tmp_path, family, transport, claim):
     cfg = cluster(IPV4 if family == "ipv4" else IPV6, heartbeat_transport=transport,
-                  floating_ips=(FLOATING[family, "main"],))
+                  floating_ips=(FLOATING[family, "main"],), services=("nginx",), services_on_both=("haproxy",))
     path = tmp_path / "node-a.conf"
-    path.write_text(render.render_keepalived(cfg, "node-a", PATHS, NOTIFY, claim=claim))
+    path.write_text(render.render_keepalived(cfg, "node-a", PATHS, NOTIFY, claim=claim, service_check=CHECK))
+    assert ("track_script" in path.read_text()) is not claim, "the owner's priority takes no weight"
     result = config_test(path)
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and output == "", output
@@ -249,10 +300,12 @@ def test_keepalived_config_test_accepts(tmp_path, failback, family, floats, trac
         tracked_interfaces=tracked,
         check_interval=interval,
         interface="ens3" if tracked else "eth0",
+        services=("nginx",) if tracked else (),
+        services_on_both=("haproxy",) if floats else (),
     )
     for hostname in ("node-a", "node-b"):
         path = tmp_path / f"{hostname}.conf"
-        path.write_text(render.render_keepalived(cfg, hostname, PATHS, NOTIFY))
+        path.write_text(render.render_keepalived(cfg, hostname, PATHS, NOTIFY, service_check=CHECK))
         result = config_test(path)
         output = (result.stdout + result.stderr).strip()
         assert result.returncode == 0, output
@@ -350,7 +403,8 @@ def test_a_claim_starts_the_instance_as_master_with_the_owners_priority():
     assert "state BACKUP" in usual and f"priority {render.PRIORITY_YIELDING}" in usual
     assert "state MASTER" in claimed and "priority 255" in claimed
     assert claimed.replace("state MASTER", "state BACKUP").replace(
-        "priority 255", f"priority {render.PRIORITY_YIELDING}") == usual
+        "priority 255", f"priority {render.PRIORITY_YIELDING}") == usual.replace(
+        "        maintenance\n        handover\n", "        maintenance\n"), "the owner's priority takes no weight"
 
 
 @pytest.mark.parametrize("transport", ["unicast", "multicast"])

@@ -62,7 +62,8 @@ def test_dumps_layout():
     assert '[nodes."lb2.example.com"]' in text
     assert list(document) == [
         "schema_version", "interface", "heartbeat_transport", "failback", "check_interval", "tracked_interfaces",
-        "floating_ips", "synced_paths", "services", "virtual_router_id", "nodes",
+        "floating_ips", "synced_paths", "services", "services_on_both", "virtual_router_id", "webhook_url",
+        "metrics_file", "nodes",
     ]
 
 

@@ -14,10 +14,11 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from skutui.domain.syncplan import MANIFEST_VERSION, SyncError, SyncFilter
+from skutui.domain.syncplan import MANIFEST_VERSION, MAX_FILE_SIZE, SyncError, SyncFilter, is_staged
 
-MAX_FILE_SIZE = 64 * 1024 * 1024
-"""Larger files are not synced (reported): these are configuration trees, not data."""
+
+class TooLarge(SyncError):
+    """A file larger than the sync takes: skipped and reported, the others still sync."""
 
 
 def local_path(path: PurePosixPath | str, under: Path) -> Path:
@@ -86,6 +87,9 @@ def stat_entry(path: Path, cache: HashCache | None = None) -> dict | None:
         if stat.S_ISLNK(st.st_mode):
             return {"kind": "link", "target": os.readlink(path), **_base(st)}
         if stat.S_ISREG(st.st_mode):
+            if st.st_size > MAX_FILE_SIZE:  # never read whole: it is not synced anyway
+                return {"kind": "file", "sha256": "", "size": st.st_size, "oversized": True,
+                        **_base(st)}
             sha = (cache or HashCache()).sha256(path, st)
             return {"kind": "file", "sha256": sha, "size": st.st_size, **_base(st)}
     except (FileNotFoundError, NotADirectoryError):
@@ -101,8 +105,7 @@ def read_file(path: Path) -> tuple[bytes, dict] | None:
             if not stat.S_ISREG(st.st_mode):
                 return None
             if st.st_size > MAX_FILE_SIZE:
-                raise SyncError(f"{path} is {st.st_size} bytes, more than the "
-                                f"{MAX_FILE_SIZE >> 20} MiB sync takes; it was not pushed")
+                raise TooLarge(too_large(st.st_size))
             data = handle.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -115,9 +118,15 @@ def read_file(path: Path) -> tuple[bytes, dict] | None:
     return data, entry
 
 
+def too_large(size: int) -> str:
+    return (f"{size / (1 << 20):.1f} MiB, more than the {MAX_FILE_SIZE >> 20} MiB the sync "
+            "takes (it is for configuration, not data)")
+
+
 def scan(roots: Iterable[PurePosixPath], sync_filter: SyncFilter, *, under: Path = Path("/"),
-         cache: HashCache | None = None) -> dict[str, dict]:
-    """Every syncable entry under the roots, keyed by protocol path; missing roots are left out."""
+         cache: HashCache | None = None, staged: list[str] | None = None) -> dict[str, dict]:
+    """Every syncable entry under the roots, keyed by protocol path; missing roots are left
+    out. ``staged``, if given, receives the staged contents a push left behind."""
     entries: dict[str, dict] = {}
     _user_name.cache_clear()  # users and groups may have been added since the last scan
     _group_name.cache_clear()
@@ -137,6 +146,8 @@ def scan(roots: Iterable[PurePosixPath], sync_filter: SyncFilter, *, under: Path
             child = path / name
             if not sync_filter.skips(child):
                 walk(child)
+            elif staged is not None and is_staged(name):
+                staged.append(str(child))
 
     for root in roots:
         if not sync_filter.skips(root):
@@ -150,5 +161,6 @@ def manifest_document(roots: Iterable[str], excluded: Iterable[str], *,
                       under: Path = Path("/")) -> dict:
     """What ``skutui node manifest`` prints."""
     sync_filter = SyncFilter(tuple(PurePosixPath(e) for e in excluded))
-    return {"version": MANIFEST_VERSION,
-            "entries": scan([PurePosixPath(r) for r in roots], sync_filter, under=under)}
+    staged: list[str] = []
+    entries = scan([PurePosixPath(r) for r in roots], sync_filter, under=under, staged=staged)
+    return {"version": MANIFEST_VERSION, "entries": entries, "staged": staged}

@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from skutui.domain.settings import BY_KEY, Context
+from skutui.domain.settings import BY_KEY, SERVICES, SERVICES_ON_BOTH, SYNCED_PATHS, Context
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck
 from skutui.ui.widgets.bars import KeyBar, TitleBar
@@ -93,3 +93,18 @@ class FormScreen(ConsoleScreen):
             self.say("Correct the fields that have a message under them, then apply again.", kind="error")
         else:
             self.say("")
+
+
+SERVICE_KEYS = ("services_on_both", "services", "synced_paths")
+"""The load balancer's settings, in the order both forms show them."""
+
+
+def service_fields(on_both: str, services: str, synced: str) -> ComposeResult:
+    """The load balancer's fields, the same on Configure and Edit: its services and the
+    folders of their configuration, each comma separated."""
+    yield TextField(on_both, placeholder="haproxy, ... (run on both nodes)", label=SERVICES_ON_BOTH.label,
+                    id="services_on_both")
+    yield TextField(services, placeholder="nginx, ... (run on the master only)", label=SERVICES.label,
+                    id="services")
+    yield TextField(synced, placeholder="/etc/haproxy, ... (copied to the backup)", label=SYNCED_PATHS.label,
+                    id="synced_paths")

@@ -28,7 +28,7 @@ from skutui.domain.settings import HEARTBEAT_TRANSPORT, Context
 from skutui.domain.wire import CreateRequest
 from skutui.ui.errors import describe
 from skutui.ui.forms import FormCheck
-from skutui.ui.screens.base import FormScreen
+from skutui.ui.screens.base import SERVICE_KEYS, FormScreen, service_fields
 from skutui.ui.state import ClusterView, failback_options
 from skutui.ui.widgets.fields import ActionButton, Choice, SecretField, TextField
 
@@ -94,6 +94,7 @@ class ConfigureScreen(FormScreen):
                      label="Failback", id="failback")
         yield Choice([(name, name) for name in TRANSPORTS], TRANSPORT_UNICAST, label=HEARTBEAT_TRANSPORT.label,
                      id="heartbeat_transport")
+        yield from service_fields("", "", "")
         yield ActionButton("Apply", id="apply", disabled=self.candidates == [], action="screen.apply")
 
     def address_options(self) -> tuple[list[tuple[str, str]], str | None]:
@@ -157,7 +158,9 @@ class ConfigureScreen(FormScreen):
         password = check("password", lambda: validation.passwords(value("password"), value("confirmation")))
         context = Context(local=self.view.hostname, node_ips=tuple(ip for ip in (local, remote) if ip))
         chosen = {key: self.read_setting(check, key, context)
-                  for key in ("floating_ips", "check_interval", "failback", "heartbeat_transport")}
+                  for key in ("floating_ips", "check_interval", "failback", "heartbeat_transport", *SERVICE_KEYS)}
+        check("services_on_both", lambda: validation.services_listed_once(
+            chosen["services"] or (), chosen["services_on_both"] or ()))
         self.show_errors(check.errors)
         if not check.ok or local is None or remote is None or password is None:  # None only beside an error
             return None

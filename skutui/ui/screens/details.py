@@ -10,6 +10,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from skutui.domain import timing
+from skutui.domain.history import seconds_text
 from skutui.domain.settings import Context, shown
 from skutui.ui.screens.base import ConsoleScreen
 from skutui.ui.screens.dialogs import ConfirmDialog
@@ -17,26 +19,28 @@ from skutui.ui.screens.steps import StepsScreen
 from skutui.ui.state import ClusterView
 from skutui.ui.widgets.fields import LABEL_WIDTH, ActionButton
 
-CONFIGURATION_ACTIONS = frozenset({"edit", "destroy"})
+CONFIGURATION_ACTIONS = frozenset({"edit", "destroy", "drill"})
+TAKEOVER_LABEL = "Takeover time"
 
 
 class DetailsScreen(ConsoleScreen):
     SUB_TITLE = "Cluster details"
     DEFAULT_CSS = """
     DetailsScreen {
-        .read-only {
-            color: $text-warning;
-            text-style: bold;
-            margin-bottom: 1;
-        }
         #actions {
             height: auto;
             margin-top: 1;
         }
+        #changes {
+            height: auto;
+        }
     }
     """
     BINDINGS = [
-        Binding("n", "nodes", "Show nodes", id="details.nodes"),
+        Binding("n", "nodes", "Nodes", id="details.nodes"),
+        Binding("t", "timeline", "Timeline", id="details.timeline"),
+        Binding("f", "files", "Files", id="details.files"),
+        Binding("x", "drill", "Drill", id="details.drill"),
         Binding("e", "edit", "Edit", id="details.edit"),
         Binding("d", "destroy", "Destroy", id="details.destroy"),
     ]
@@ -54,7 +58,8 @@ class DetailsScreen(ConsoleScreen):
             f"{node.hostname}  {node.ip}" + (f"  (this node, {role})" if node.hostname == view.hostname else "")
             for node in cluster.nodes
         ]
-        return [*shown(cluster, Context.of(cluster, view.hostname)), ("Nodes", "\n".join(nodes))]
+        return [*shown(cluster, Context.of(cluster, view.hostname)), ("Nodes", "\n".join(nodes)),
+                (TAKEOVER_LABEL, timing.details(cluster, view.taker))]
 
     def settings_table(self) -> Table:
         """Every setting as a label and its value, in one widget: long values wrap under
@@ -68,13 +73,14 @@ class DetailsScreen(ConsoleScreen):
         return table
 
     def compose_body(self) -> ComposeResult:
-        text = self.app.profile.text
-        if self.view.read_only_reason:
-            yield Static(text(self.view.read_only_reason), classes="read-only", markup=False)
         yield Static(self.settings_table(), id="settings")
         read_only = self.view.read_only_reason is not None
         with Horizontal(id="actions"):
             yield ActionButton("Show nodes", id="nodes", action="screen.nodes")
+            yield ActionButton("Timeline", id="timeline", action="screen.timeline")
+            yield ActionButton("Files", id="files", action="screen.files")
+        with Horizontal(id="changes"):
+            yield ActionButton("Drill", id="drill", disabled=read_only, action="screen.drill")
             yield ActionButton("Edit", id="edit", disabled=read_only, action="screen.edit")
             yield ActionButton(
                 "Destroy", id="destroy", disabled=read_only, action="screen.destroy", classes="danger"
@@ -82,9 +88,10 @@ class DetailsScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         if self.view.read_only_reason:
-            self.say(f"Show nodes (n) works here; Edit and Destroy work on {self.view.peer_hostname}.")
+            # On the status line, not above the settings: the backup's screen fits 80x24 too.
+            self.say(self.view.read_only_reason, kind="warning")
         else:
-            self.say("n shows the nodes, e edits the settings, d destroys the cluster.")
+            self.say("n nodes, t timeline, f synced files, x drill, e edit, d destroy.")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action in CONFIGURATION_ACTIONS and self.view.read_only_reason)
@@ -94,6 +101,47 @@ class DetailsScreen(ConsoleScreen):
         from skutui.ui.screens.nodes import NodesScreen
 
         self.app.push_screen(NodesScreen(self.view))
+
+    def action_timeline(self) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
+        from skutui.ui.screens.timeline import TimelineScreen
+
+        self.app.push_screen(TimelineScreen())
+
+    def action_files(self) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
+        from skutui.ui.screens.files import FilesScreen
+
+        self.app.push_screen(FilesScreen(self.view))
+
+    @work(exclusive=True, group="drill", exit_on_error=False)
+    async def action_drill(self) -> None:
+        view = self.view
+        confirmed = await self.app.push_screen_wait(
+            ConfirmDialog(
+                "Run a drill?",
+                f"{view.hostname} hands the floating IPs to {view.peer_hostname} (it goes into "
+                f"maintenance), then takes them back, while both nodes probe a floating IP.\n\n"
+                "Clients see the gap it measures, each way. It is refused if "
+                f"{view.peer_hostname} could not take over now.",
+                yes="Run the drill",
+                no="Cancel",
+            )
+        )
+        if not confirmed:
+            self.say("Drill cancelled: nothing was handed over.")
+            return
+        service = self.app.service
+
+        async def drill(steps: StepsScreen) -> str:
+            result = await service.drill(steps.progress)
+            for leg in result["legs"]:
+                steps.line(f"  {leg['from']} -> {leg['to']}: probes unanswered "
+                           f"{seconds_text(leg.get('probe_gap'))}, keepalived's gap "
+                           f"{seconds_text(leg.get('gap'))}")
+            return f"Drill done; in both nodes' history as {result['id']}."
+
+        await self.app.push_screen(StepsScreen("Drill", drill, on_success=self.app.pop_screen))
 
     @work(exclusive=True, group="open-edit", exit_on_error=False)
     async def action_edit(self) -> None:

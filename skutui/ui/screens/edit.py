@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 from textual.widgets.selection_list import Selection
 
+from skutui.domain import timing, validation
+from skutui.domain.errors import ValidationError
 from skutui.domain.model import TRANSPORTS
-from skutui.domain.settings import HEARTBEAT_TRANSPORT, Context
+from skutui.domain.settings import CHECK_INTERVAL, HEARTBEAT_TRANSPORT, METRICS_FILE, WEBHOOK_URL, Context
 from skutui.domain.wire import EditRequest
 from skutui.ui.forms import FormCheck
-from skutui.ui.screens.base import FormScreen
+from skutui.ui.screens.base import SERVICE_KEYS, FormScreen, service_fields
 from skutui.ui.screens.steps import StepsScreen
 from skutui.ui.state import ClusterView, failback_options
 from skutui.ui.widgets.checklist import Checklist
@@ -23,6 +27,12 @@ LOOPBACK = "lo"
 
 class EditScreen(FormScreen):
     SUB_TITLE = "Edit the cluster"
+    DEFAULT_CSS = """
+    EditScreen #takeover {
+        margin-left: 22;
+        color: $text-muted;
+    }
+    """
     BINDINGS = [
         Binding("f2", "apply", "Apply", id="edit.apply"),
         Binding("escape", "back", "Back", id="edit.back"),
@@ -58,11 +68,30 @@ class EditScreen(FormScreen):
         yield Field("Tracked interfaces", Checklist(always, *others, id="tracked_interfaces"))
         yield TextField(f"{cluster.check_interval:g}", placeholder="seconds, 0.1 to 40", label="Check interval (s)",
                         id="check_interval")
+        yield Static(text(timing.summary(cluster, self.view.taker)), id="takeover", markup=False)
         yield Choice([(name, name) for name in TRANSPORTS], cluster.heartbeat_transport,
                      label=HEARTBEAT_TRANSPORT.label, id="heartbeat_transport")
-        yield TextField(", ".join(cluster.floating_ips), placeholder="comma separated", label="Floating IPs",
-                        id="floating_ips")
+        yield TextField(", ".join(cluster.floating_ips), placeholder="CIDR[@NIC], comma separated",
+                        label="Floating IPs", id="floating_ips")
+        yield from service_fields(", ".join(cluster.services_on_both), ", ".join(cluster.services),
+                                  ", ".join(cluster.synced_paths))
+        yield TextField(cluster.webhook_url, placeholder="https://... (empty: none)", label=WEBHOOK_URL.label,
+                        id="webhook_url")
+        yield TextField(cluster.metrics_file, placeholder="/var/lib/prometheus/node-exporter/skutui.prom",
+                        label=METRICS_FILE.label, id="metrics_file")
         yield ActionButton("Apply", id="apply", action="screen.apply")
+
+    def on_text_field_changed(self, event: TextField.Changed) -> None:
+        """The timing budget follows the check interval as it is typed."""
+        if event.control.id != "check_interval":
+            return
+        try:
+            interval = CHECK_INTERVAL.read(event.value)
+        except ValidationError:
+            return
+        updated = dataclasses.replace(self.cluster, check_interval=interval)
+        self.query_one("#takeover", Static).update(
+            self.app.profile.text(timing.summary(updated, self.view.taker)))
 
     def on_mount(self) -> None:
         self.say("Space ticks an interface; F2 or Apply shows what changes; Esc goes back unchanged.")
@@ -72,7 +101,9 @@ class EditScreen(FormScreen):
         context = Context.of(self.cluster, self.view.hostname, self.links)
         changes = {key: self.read_setting(check, key, context)
                    for key in ("failback", "tracked_interfaces", "check_interval", "heartbeat_transport",
-                               "floating_ips")}
+                               "floating_ips", *SERVICE_KEYS, "webhook_url", "metrics_file")}
+        check("services_on_both", lambda: validation.services_listed_once(
+            changes["services"] or (), changes["services_on_both"] or ()))
         self.show_errors(check.errors)
         if not check.ok:
             return None

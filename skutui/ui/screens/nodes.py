@@ -13,6 +13,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, RichLog, Static
 from textual.worker import Worker, WorkerState
 
+from skutui.cluster.lifecycle import takeover_refusal
+from skutui.domain.errors import Refused
 from skutui.domain.model import Role, Status
 from skutui.domain.wire import NodeRow
 from skutui.ui.colours import status_style
@@ -47,21 +49,27 @@ def maintenance_question(row: NodeRow, peer: NodeRow | None, floating_ips: tuple
             f"Take {name} out of maintenance?",
             f"{name} will rejoin as backup; {peer_name} keeps the floating IPs.",
         )
-    peer_down = peer is None or peer.status == Status.UNREACHABLE or in_maintenance(peer)
     if row.role == Role.MASTER:
         ips = f" ({', '.join(floating_ips)})" if floating_ips else ""
-        text = f"{name} will stop serving; the peer {peer_name} will take over the floating IPs{ips}."
-        if peer_down:
-            text += (
-                f"\n\nWARNING: {peer_name} is not ready to take over"
-                f" ({peer.status.label if peer else 'unknown'}): nobody will serve the floating IPs."
-            )
-        return f"Put {name} in maintenance?", text
+        refusal = takeover_refusal(peer) if peer else f"{peer_name} cannot take over (it did not answer)"
+        if refusal:
+            return f"Put {name} in maintenance?", (
+                f"WARNING: {name} is the master and {refusal}: nobody would serve the floating "
+                f"IPs{ips}. skutui refuses unless you confirm a second time.")
+        return f"Put {name} in maintenance?", (
+            f"{peer_name} will commit the connection state and take over the floating IPs{ips}; "
+            f"{name} stops serving only once {peer_name} holds them.")
     return (
         f"Put {name} in maintenance?",
         f"{name} will stop standing by; {peer_name} keeps serving, with no backup until "
         f"{name} leaves maintenance.",
     )
+
+
+def unserved_question(name: str, refused: Refused) -> tuple[str, str]:
+    """The second, explicit question before maintenance leaves the floating IPs unserved."""
+    return ("Leave the floating IPs UNSERVED?", f"{refused.reason}\n\nPut {name} in maintenance "
+            "anyway? The floating IPs stay unserved until one of the nodes can hold them again.")
 
 
 class NodesScreen(ConsoleScreen):
@@ -92,6 +100,7 @@ class NodesScreen(ConsoleScreen):
     """
     BINDINGS = [
         Binding("m", "maintenance", "Maintenance on/off", id="nodes.maintenance"),
+        Binding("s", "readiness", "Readiness", id="nodes.readiness"),
         Binding("r", "refresh", "Refresh", id="nodes.refresh"),
         Binding("escape", "back", "Back", id="nodes.back"),
     ]
@@ -269,6 +278,12 @@ class NodesScreen(ConsoleScreen):
     def action_back(self) -> None:
         self.app.pop_screen()
 
+    def action_readiness(self) -> None:
+        # A screen's module (and its styles) is read when the screen is first shown.
+        from skutui.ui.screens.readiness import ReadinessScreen
+
+        self.app.push_screen(ReadinessScreen())
+
     @work(exclusive=True, group="maintenance", exit_on_error=False)
     async def action_maintenance(self) -> None:
         row = self.selected_row()
@@ -292,10 +307,20 @@ class NodesScreen(ConsoleScreen):
             self.say(f"Cancelled: {row.hostname} is unchanged.")
             return
         self.say(f"{'Taking' if leaving else 'Putting'} {row.hostname} {'out of' if leaving else 'in'} maintenance...")
+        forced = False
         try:
-            message = await self.app.service.set_maintenance(row.node, not leaving)
+            try:
+                message = await self.app.service.set_maintenance(row.node, not leaving)
+            except Refused as refused:
+                title, body = unserved_question(row.hostname, refused)
+                forced = await self.app.push_screen_wait(
+                    ConfirmDialog(title, body, yes="Leave them unserved", no="Keep serving", danger=True))
+                if not forced:
+                    self.say(f"Cancelled: {row.hostname} keeps serving the floating IPs.")
+                    return
+                message = await self.app.service.set_maintenance(row.node, True, force=True)
         except Exception:
             self.say(f"{row.hostname} is unchanged.", kind="error")
             raise
-        self.say(message, kind="success")
+        self.say(message, kind="warning" if forced else "success")
         self.request_read()

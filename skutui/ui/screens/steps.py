@@ -55,6 +55,9 @@ class StepsScreen(ConsoleScreen):
         yield RichLog(id="steps", wrap=True, min_width=20, markup=False, highlight=False)
 
     def on_mount(self) -> None:
+        # Kept on its last line as lines come, whatever a dialog on top did meanwhile,
+        # until the operator scrolls up.
+        self.query_one("#steps", RichLog).anchor()
         self.say("Working: each step appears above as it happens; please wait.")
         self.run_job()
 

@@ -80,8 +80,8 @@ async def steps_done(pilot: Pilot) -> str:
     """Wait for the steps screen to finish its work; returns how it ended."""
     await on_screen(pilot, "StepsScreen")
     await until(pilot, lambda: getattr(pilot.app.screen, "outcome", "running") != "running", "the steps to finish")
-    # The log scrolls to its last line with an animation in the colour profile.
-    await pilot.wait_for_scheduled_animations()
+    log = pilot.app.screen.query_one("#steps")
+    await until(pilot, lambda: log.scroll_y == log.max_scroll_y, "the log to show its last line")
     await pilot.pause()
     return pilot.app.screen.outcome
 

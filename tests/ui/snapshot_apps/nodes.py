@@ -1,4 +1,5 @@
-"""Nodes: healthy, with the peer unreachable, in split brain, and the maintenance dialog."""
+"""Nodes: healthy, with the peer unreachable, in split brain, with a backup whose service is
+down, and the maintenance dialogs (the second one asks before the floating IPs go unserved)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ async def in_maintenance(pilot: Pilot) -> None:
     await shows(pilot, "MAINTENANCE")
 
 
+async def not_ready(pilot: Pilot) -> None:
+    await nodes_seen(pilot, "FAILURE")
+
+
+async def unserved_question(pilot: Pilot) -> None:
+    """Maintenance on the master whose peer is not ready: the second, explicit question."""
+    await not_ready(pilot)
+    await tap(pilot, "m")
+    await on_screen(pilot, "ConfirmDialog")
+    await tap(pilot, "y")
+    await shows(pilot, "UNSERVED?")
+
+
 async def with_events(pilot: Pilot) -> None:
     await nodes(pilot)
     service = pilot.app.service
@@ -54,6 +68,9 @@ SCENES = [
     Scene("nodes_unreachable", lambda: FakeClusterService(peer_reachable=False), unreachable, wide=True),
     Scene("nodes_split_brain", lambda: FakeClusterService(split_brain=True), split_brain),
     Scene("maintenance", FakeClusterService, maintenance_question),
+    Scene("nodes_not_ready", lambda: FakeClusterService(peer_services_down=("haproxy",)), not_ready),
+    Scene("maintenance_unserved", lambda: FakeClusterService(peer_services_down=("haproxy",)),
+          unserved_question),
     Scene("nodes_maintenance", FakeClusterService, in_maintenance, snapshot=False),
     Scene("nodes_events", FakeClusterService, with_events, snapshot=False),
 ]
