@@ -29,6 +29,12 @@ A, B = NODE_A.name, NODE_B.name
 VIP = FLOATING_IP.split("/")[0]
 INTERVAL = 0.2
 """Check interval of the test clusters: short, so elections and failovers take a second."""
+ELECTION = 3 * INTERVAL + 2.0
+"""Longer than a takeover at INTERVAL (three adverts missed, then the backup's skew): how long
+a state must hold to show that no election moved it."""
+EVENTUALLY = 30.0
+"""How long a test waits for what must happen. Ample on purpose: a wait that succeeds ends at
+once, the machines are shared, and how fast things happen is for the benches to measure."""
 EXEC_TIMEOUT = 60.0
 TREES = ("/etc/skutui", "/etc/keepalived", "/etc/conntrackd", "/root/.ssh")
 """What a cluster command may change on a node: compared whole before and after."""

@@ -17,15 +17,14 @@ from skutui import __version__
 from skutui.system.package import package_file
 from skutui.system.units import AGENT_UNIT, CONNTRACKD_UNIT, KEEPALIVED_UNIT
 from skutui_lab import PASSWORD, Lab
-from tests.lab.labcluster import INTERVAL, VIP, A, B, LabCluster, wait_for
+from tests.lab.labcluster import EVENTUALLY, INTERVAL, VIP, A, B, LabCluster, wait_for
 from tests.lab.test_cluster import (
-    ELECTION,
     assert_backup_row,
     assert_roles,
     hold_for,
     settle_vip,
 )
-from tests.lab.test_faults import HEAL, healthy, some_master
+from tests.lab.test_faults import healthy, some_master
 
 pytestmark = pytest.mark.lab
 
@@ -61,13 +60,13 @@ def assert_one_keepalived(cluster: LabCluster, node: str) -> list[int]:
 def peer_takes_over(cluster: LabCluster, node: str) -> None:
     """While the other node is off (nothing can be asked of it): ``node`` takes the
     floating IP."""
-    wait_for(lambda: cluster.holds_vip(node), ELECTION, f"{node} takes the floating IP")
+    wait_for(lambda: cluster.holds_vip(node), EVENTUALLY, f"{node} takes the floating IP")
 
 
 def booted_in_cluster(cluster: LabCluster, node: str) -> None:
     """After a boot: the three daemons run, each from its unit, in the order of the boot."""
     wait_for(lambda: cluster.daemons(node) == DAEMONS
-             and all(cluster.active(node, unit) for unit in UNITS), HEAL,
+             and all(cluster.active(node, unit) for unit in UNITS), EVENTUALLY,
              f"{node} runs its three daemons, each its unit's (the agent's is active once "
              "it said it is ready)")
     started = [int(unit_property(cluster, node, unit, "ExecMainStartTimestampMonotonic"))
@@ -121,7 +120,7 @@ def test_rebooted_backup_rejoins_with_one_keepalived_and_gets_what_changed_meanw
     booted_in_cluster(cluster, backup)
     assert cluster.read(backup, "/etc/skutui/local/role").strip() == "backup"
     wait_for(lambda: cluster.file(backup, NOTE).exists()
-             and cluster.read(backup, NOTE) == f"written while {backup} was off\n", HEAL,
+             and cluster.read(backup, NOTE) == f"written while {backup} was off\n", EVENTUALLY,
              f"the master's change reaches {backup} once it is back")
     try:
         healthy(cluster, master)
@@ -206,7 +205,7 @@ def test_rebooted_master_with_failback_to_it_takes_the_floating_ip_back(
     healthy(cluster, master)
     cluster.lab.reboot(master, while_off=lambda: peer_takes_over(cluster, cluster.other(master)))
     booted_in_cluster(cluster, master)
-    settle_vip(cluster, master, HEAL)
+    settle_vip(cluster, master, EVENTUALLY)
     healthy(cluster, master)
 
 

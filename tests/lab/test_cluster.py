@@ -28,13 +28,23 @@ import pytest
 
 from skutui_lab import PASSWORD, Lab
 from skutui_lab.topology import FLOATING_IP
-from tests.lab.labcluster import INTERVAL, NODE_A, NODE_B, VIP, A, B, CreateRun, LabCluster, tree_changes, wait_for
+from tests.lab.labcluster import (
+    EVENTUALLY,
+    INTERVAL,
+    NODE_A,
+    NODE_B,
+    VIP,
+    A,
+    B,
+    CreateRun,
+    LabCluster,
+    tree_changes,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
 ROW_KEYS = {"node", "role", "ip", "hostname", "status", "colour", "message"}
-ELECTION = 3 * INTERVAL + 2.0
-"""Bound on a takeover: keepalived's 3 adverts plus room for a loaded machine."""
 MANAGED = ("/etc/skutui/cluster.toml", "/etc/keepalived/keepalived.conf",
            "/etc/conntrackd/conntrackd.conf")
 RUNTIME = {"/etc/skutui": ("local/journal", "local/generation", "local/generation.lock")}
@@ -81,7 +91,7 @@ def assert_roles(cluster: LabCluster, master: str) -> None:
         assert_backup_row(rows[backup], backup)
 
 
-def settle_vip(cluster: LabCluster, holder: str, timeout: float = ELECTION) -> None:
+def settle_vip(cluster: LabCluster, holder: str, timeout: float = EVENTUALLY) -> None:
     wait_for(lambda: cluster.vip_holders() == {holder}, timeout,
              f"{VIP} held by {holder} only")
 
@@ -340,14 +350,11 @@ def test_killed_keepalived_moves_the_floating_ip_to_b_and_shows_a_red(cluster: L
 
     cluster.hold_restarts(A)  # keepalived stays dead: systemd would start it again
     cluster.run(A, "pkill", "-9", "-x", "keepalived", check=True)
-    killed = time.monotonic()
-    wait_for(lambda: cluster.holds_vip(B), ELECTION, "node-b takes the floating IP")
-    took_over = time.monotonic() - killed
+    wait_for(lambda: cluster.holds_vip(B), EVENTUALLY, "node-b takes the floating IP")
     # keepalived was killed without a word: only the agent's guard can drop the address on a.
-    wait_for(lambda: not cluster.holds_vip(A), 3 * INTERVAL + 2.0,
+    wait_for(lambda: not cluster.holds_vip(A), EVENTUALLY,
              "node-a's agent releases the floating IP")
     assert cluster.vip_holders() == {B}
-    assert took_over < ELECTION
 
     for seen_from in (A, B):
         rows = cluster.nodes(seen_from)
@@ -390,7 +397,7 @@ def test_maintenance_survives_a_restart_and_a_returns_as_backup(cluster: LabClus
     off = cluster.skutui(A, "maintenance", "off")
     assert off.returncode == 0, off.stderr
     assert "node-a left maintenance" in off.stdout
-    wait_for(lambda: cluster.nodes(A)[A]["role"] == "backup", ELECTION, "node-a back as backup")
+    wait_for(lambda: cluster.nodes(A)[A]["role"] == "backup", EVENTUALLY, "node-a back as backup")
     # Failback disabled: node-a does not take the floating IP back.
     hold_for(cluster, 3 * INTERVAL + 0.5, lambda: cluster.vip_holders() == {B},
              "failback disabled: the floating IP stays on node-b")
@@ -412,7 +419,7 @@ def test_maintenance_off_with_failback_local_makes_a_master_again(cluster: LabCl
     off = cluster.skutui(B, "maintenance", "off", "--node", "remote")
     assert off.returncode == 0, off.stderr
     settle_vip(cluster, A)
-    wait_for(lambda: cluster.nodes(A)[B]["role"] == "backup", ELECTION, "node-b back to backup")
+    wait_for(lambda: cluster.nodes(A)[B]["role"] == "backup", EVENTUALLY, "node-b back to backup")
     assert_roles(cluster, master=A)
 
 

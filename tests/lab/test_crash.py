@@ -27,9 +27,9 @@ import pytest
 
 from skutui.system.daemons import is_agent_command
 from skutui_lab import Lab
-from tests.lab.labcluster import INTERVAL, A, B, CreateRun, EventStream, LabCluster, tree_changes, wait_for
-from tests.lab.test_cluster import ELECTION, settle_vip
-from tests.lab.test_faults import HEAL, VRRP_RULES, VRRP_TABLE, healthy
+from tests.lab.labcluster import EVENTUALLY, INTERVAL, A, B, CreateRun, EventStream, LabCluster, tree_changes, wait_for
+from tests.lab.test_cluster import settle_vip
+from tests.lab.test_faults import VRRP_RULES, VRRP_TABLE, healthy
 
 pytestmark = pytest.mark.lab
 
@@ -158,7 +158,7 @@ def test_a_transition_whose_steps_take_seconds_runs_exactly_once(served: LabClus
         assert row["status"] != "unreachable" and "conntrackd is mute" in row["message"], row
         on = cluster.skutui(A, "maintenance", "on", "--force")
         assert on.returncode == 0, on.stderr
-        settle_vip(cluster, B, ELECTION)
+        settle_vip(cluster, B, EVENTUALLY)
         wait_for(lambda: agent_log_lines(cluster, B, "MASTER steps done", seen), 30,
                  "node-b's agent ran its MASTER steps")
         time.sleep(2.0)  # a second runner would have logged by now
@@ -188,7 +188,7 @@ def test_failback_with_an_older_tree_takes_the_newer_one_first(served: LabCluste
     wait_for(lambda: cluster.file(B, path).exists(), PEER_AWAY, "the first version on node-b")
     with cluster.unreachable(A):
         assert cluster.skutui(A, "node", "stop").returncode == 0
-        settle_vip(cluster, B, ELECTION)
+        settle_vip(cluster, B, EVENTUALLY)
         wait_for(lambda: peer_up(cluster, B) is False, PEER_AWAY, "node-b sees node-a away")
         write_in(cluster, B, path, "maxconn 500 (edited on node-b while node-a was away)")
         time.sleep(1.0)
@@ -198,7 +198,7 @@ def test_failback_with_an_older_tree_takes_the_newer_one_first(served: LabCluste
                  "node-a's agent answers")
         events = EventStream(cluster, A)
         try:
-            settle_vip(cluster, A, ELECTION + PEER_AWAY)
+            settle_vip(cluster, A, EVENTUALLY + PEER_AWAY)
             _, event = events.wait(0, lambda e: "returned with older configuration"
                                    in e["message"], 30, "node-a says it took node-b's files")
         finally:
@@ -225,7 +225,7 @@ def test_split_brain_with_different_edits_on_each_side_loses_neither(served: Lab
     try:
         started = time.monotonic()
         with vrrp_blocked(cluster):
-            wait_for(lambda: cluster.vip_holders() == {A, B}, ELECTION, "both nodes master")
+            wait_for(lambda: cluster.vip_holders() == {A, B}, EVENTUALLY, "both nodes master")
             wait_for(lambda: cluster.read(B, "/etc/skutui/local/role").strip() == "master",
                      5, "node-b's agent took the MASTER transition")
             write_in(cluster, A, path, "edited on node-a")
@@ -234,8 +234,8 @@ def test_split_brain_with_different_edits_on_each_side_loses_neither(served: Lab
             assert cluster.read(A, path) == "edited on node-a", "a master refuses a push"
             assert cluster.read(B, path) == "edited on node-b", "a master refuses a push"
         master = next(iter(wait_for(lambda: h if len(h := cluster.vip_holders()) == 1 else None,
-                                    HEAL, "one master again")))
-        wait_for(lambda: cluster.read(A, path) == cluster.read(B, path), HEAL + PEER_AWAY,
+                                    EVENTUALLY, "one master again")))
+        wait_for(lambda: cluster.read(A, path) == cluster.read(B, path), EVENTUALLY + PEER_AWAY,
                  "both nodes hold the same version again")
         kept_messages = wait_for(lambda: [e["message"] for node in (A, B)
                                           for _, e in streams[node].since(started, "sync")
@@ -285,9 +285,9 @@ def test_exec_with_the_backup_away_returns_at_once_and_is_set_aside_after_the_te
         # node-a stops being master, node-b serves, then node-a takes over again (failback).
         # node-a cannot ask node-b whether it can take over (SSH is cut; VRRP still passes).
         assert cluster.skutui(A, "maintenance", "on", "--force").returncode == 0
-        settle_vip(cluster, B, ELECTION)
+        settle_vip(cluster, B, EVENTUALLY)
         assert cluster.skutui(A, "maintenance", "off").returncode == 0
-        settle_vip(cluster, A, ELECTION)
+        settle_vip(cluster, A, EVENTUALLY)
     wait_for(lambda: peer_up(cluster, A) is True, PEER_AWAY, "node-a sees node-b back")
     journal = wait_for(lambda: j if (j := journal_of(cluster, A))["set_aside"] == aside_before + 2
                        else None, 10, "both commands set aside")
@@ -381,7 +381,7 @@ def test_a_corrupt_cluster_toml_on_the_master_stays_on_the_master(served: LabClu
     assert cluster.read(B, "/etc/skutui/cluster.toml") == good
     assert cluster.skutui(B, "cluster", "show").returncode == 0, "node-b keeps working"
     cluster.file(A, "/etc/skutui/cluster.toml").write_text(good)
-    settle_vip(cluster, A, ELECTION)
+    settle_vip(cluster, A, EVENTUALLY)
 
 
 def test_exactly_one_agent_per_node(served: LabCluster) -> None:

@@ -27,12 +27,11 @@ from tests.lab.backend import (
     Neighbour,
     wait_vip_moved,
 )
-from tests.lab.labcluster import INTERVAL, VIP, A, B, EventStream, LabCluster, wait_for
+from tests.lab.labcluster import ELECTION, EVENTUALLY, INTERVAL, VIP, A, B, EventStream, LabCluster, wait_for
 from tests.lab.test_agent import kill_keepalived, measured
 
 pytestmark = pytest.mark.lab
 
-ELECTION = 3 * INTERVAL + 2.0
 CONNECTIONS = 16
 SETTLE = 15.0
 """Seconds for every busy connection to answer again after a takeover (or to be lost)."""
@@ -102,7 +101,7 @@ def failed_back_to_a(cluster: LabCluster) -> float:
     restarted = time.monotonic()
     started = cluster.skutui(A, "node", "start")
     assert started.returncode == 0, started.stderr
-    wait_vip_moved(cluster, A, ELECTION)
+    wait_vip_moved(cluster, A, EVENTUALLY)
     return restarted
 
 
@@ -133,12 +132,12 @@ def test_busy_connections_survive_takeover_and_failback_only_with_conntrackd_and
         try:
             kill_keepalived(cluster, A)
             killed = time.monotonic()
-            wait_vip_moved(cluster, B, ELECTION)
+            wait_vip_moved(cluster, B, EVENTUALLY)
             clients.wait_replies(time.monotonic(), 10, SETTLE, "every connection answers on node-b")
             _, handover = events.wait(killed - 1, lambda e: e["kind"] == "service"
                                       and e["data"].get("service") == "keepalived"
                                       and e["data"].get("told") and e["data"].get("released"),
-                                      ELECTION, "node-a's agent hands over")
+                                      EVENTUALLY, "node-a's agent hands over")
         finally:
             events.stop()
         assert clients.lost() == [], clients.lost()
@@ -170,7 +169,7 @@ def test_busy_connections_survive_takeover_and_failback_only_with_conntrackd_and
         synced_to(cluster, B, clients)
         cluster.run(B, "nft", "flush", "chain", "inet", "skutui", firewall.GUARD_CHAIN, check=True)
         kill_keepalived(cluster, A)
-        wait_vip_moved(cluster, B, ELECTION)
+        wait_vip_moved(cluster, B, EVENTUALLY)
         wait_for(clients.lost, SETTLE, "a connection is lost")
         time.sleep(1)
     lost = clients.lost()
@@ -188,7 +187,7 @@ def test_busy_connections_survive_takeover_and_failback_only_with_conntrackd_and
         cluster.run(B, "pkill", "-x", "conntrackd", check=True)
         wait_for(lambda: "conntrackd" not in cluster.daemons(B), 5, "node-b's conntrackd stops")
         kill_keepalived(cluster, A)
-        wait_vip_moved(cluster, B, ELECTION)
+        wait_vip_moved(cluster, B, EVENTUALLY)
         wait_for(lambda: len(clients.lost()) == CONNECTIONS, SETTLE + LOST_AFTER,
                  "every connection is lost")
     resets = sum("reset" in line.lower() for line in clients.lost())
@@ -285,12 +284,12 @@ def healed_split_brain_reannounces_the_master(cluster: LabCluster, neighbour: Ne
     wait_for(lambda: neighbour.link_address_of(VIP) == macs[A], 5, "the neighbour knows node-a")
     cluster.run(B, "nft", "-f", "-", input=SPLIT, check=True)
     try:
-        wait_for(lambda: cluster.vip_holders() == {A, B}, ELECTION, "both nodes hold the floating IP")
-        wait_for(lambda: neighbour.link_address_of(VIP) == macs[B], ELECTION,
+        wait_for(lambda: cluster.vip_holders() == {A, B}, EVENTUALLY, "both nodes hold the floating IP")
+        wait_for(lambda: neighbour.link_address_of(VIP) == macs[B], EVENTUALLY,
                  "the neighbour follows node-b's gratuitous ARP")
         healed = time.monotonic()
         cluster.run(B, "nft", "-f", "-", input=HEAL, check=True)
-        wait_for(lambda: cluster.vip_holders() == {A}, ELECTION, "node-b gives the floating IP up")
+        wait_for(lambda: cluster.vip_holders() == {A}, EVENTUALLY, "node-b gives the floating IP up")
         wait_for(lambda: neighbour.link_address_of(VIP) == macs[A], 3 * INTERVAL + 1.0,
                  "the neighbour's ARP entry for the floating IP is node-a's again", poll=0.01)
     finally:
@@ -350,7 +349,7 @@ def test_the_cluster_link_keeps_strangers_out_and_the_floating_ip_announced(
     forgery_is_dropped_counted_and_shown(cluster, neighbour)
     healed_split_brain_reannounces_the_master(cluster, neighbour)
     changed_peer_link_address_is_reported_and_re_pinned(cluster)
-    wait_vip_moved(cluster, A, ELECTION)
+    wait_vip_moved(cluster, A, EVENTUALLY)
     for node in (A, B):
         cluster.run(node, "nft", "flush", "chain", "inet", "skutui", firewall.LINK_CHAIN, check=True)
     _, kept = forge(cluster, neighbour, until_moved=True)

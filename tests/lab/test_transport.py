@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from tests.lab.labcluster import INTERVAL, A, B, LabCluster, wait_for
+from tests.lab.labcluster import EVENTUALLY, INTERVAL, A, B, LabCluster, wait_for
 from tests.lab.test_cluster import (
-    ELECTION,
     AddressMonitor,
     assert_roles,
     hold_for,
@@ -21,9 +20,10 @@ from tests.lab.test_cluster import (
 pytestmark = pytest.mark.lab
 
 CONF = "/etc/keepalived/keepalived.conf"
-GAP_MAX = 0.05
+GAP_MAX = 0.3
 """Seconds node-a may be without the floating IP while keepalived re-creates its instance:
-it takes well under a millisecond here; a takeover by node-b would take 0.7 s."""
+it takes well under a millisecond here; a takeover by node-b would take at least 0.6 s, and
+without the owner's priority the gap was 0.73-0.8 s."""
 
 
 def multicast_in(cluster: LabCluster, node: str) -> bool:
@@ -43,7 +43,7 @@ def test_a_multicast_cluster_has_one_master_and_takes_over_when_its_keepalived_d
     assert "Heartbeat transport: multicast" in shown
 
     cluster.run(A, "pkill", "-9", "-x", "keepalived", check=True)
-    wait_for(lambda: cluster.holds_vip(B), ELECTION, "node-b takes the floating IP")
+    wait_for(lambda: cluster.holds_vip(B), EVENTUALLY, "node-b takes the floating IP")
     wait_for(lambda: cluster.vip_holders() == {B}, 3 * INTERVAL + 2.0,
              "only node-b holds the floating IP")
 

@@ -18,8 +18,8 @@ import pytest
 
 from skutui.domain import history
 from skutui_lab.topology import BRIDGE_IP
-from tests.lab.labcluster import A, B, LabCluster, wait_for
-from tests.lab.test_cluster import ELECTION, assert_backup_row, assert_master_row
+from tests.lab.labcluster import EVENTUALLY, A, B, LabCluster, wait_for
+from tests.lab.test_cluster import assert_backup_row, assert_master_row
 
 pytestmark = pytest.mark.lab
 
@@ -146,7 +146,7 @@ def test_a_killed_keepalived_is_one_failover_record_on_both_nodes_in_hooks_and_m
     cluster.hold_restarts(A)  # keepalived stays dead until node-a's agent restarts below
     cluster.run(A, "pkill", "-9", "-x", "keepalived", check=True)
     killed = time.monotonic()
-    wait_for(lambda: cluster.holds_vip(B), ELECTION, "node-b takes the floating IP")
+    wait_for(lambda: cluster.holds_vip(B), EVENTUALLY, "node-b takes the floating IP")
     took = time.monotonic() - killed
     assert sleepy(cluster, B) == (1, 0), "node-b took over while the 10 s hook slept"
     record = one_failover_on_both(cluster, A, B)
@@ -181,7 +181,7 @@ def test_a_killed_keepalived_is_one_failover_record_on_both_nodes_in_hooks_and_m
     # Both agents restart (node-a's keepalived with it): the record stays, once, on both.
     for node in (A, B):
         restart_agent(cluster, node)
-    wait_for(lambda: cluster.vip_holders() == {B}, ELECTION, "node-b keeps the floating IP")
+    wait_for(lambda: cluster.vip_holders() == {B}, EVENTUALLY, "node-b keeps the floating IP")
     again = one_failover_on_both(cluster, A, B)
     assert again["id"] == record["id"] and again["data"]["gap"] == data["gap"]
     merged = json.loads(cluster.skutui(A, "history", "--json", "--kind", "failover").stdout)
@@ -273,11 +273,11 @@ def test_drift_a_drill_and_a_backup_not_ready_each_seen_and_queued_for_the_webho
         there, back = drill["legs"]
         assert (there["from"], there["to"], back["from"], back["to"]) == (A, B, B, A)
         for leg in (there, back):
-            assert 0 < leg["probe_gap"] < ELECTION, leg
-            assert 0 < leg["gap"] < ELECTION, leg
+            assert 0 < leg["probe_gap"] < EVENTUALLY, leg
+            assert 0 < leg["gap"] < EVENTUALLY, leg
             assert leg["conntrack"]["ok"] is True, leg
         # As it was: node-a master with the address, nobody in maintenance, no mark left.
-        wait_for(lambda: cluster.vip_holders() == {A}, ELECTION, "node-a holds the floating IP")
+        wait_for(lambda: cluster.vip_holders() == {A}, EVENTUALLY, "node-a holds the floating IP")
         for node in (A, B):
             assert cluster.read(node, "/etc/skutui/local/maintenance").strip() == "0", node
             assert not cluster.file(node, "/run/skutui/drill").exists(), node
