@@ -306,6 +306,10 @@ def render_conntrackd(cfg: ClusterConfig, local_hostname: str, paths: Paths) -> 
 
     The external cache stays enabled (DisableExternalCache Off): the backup keeps the
     master's flows aside and commits them to the kernel only on takeover (``conntrackd -c``).
+    StartupResync asks the peer for its whole table whenever conntrackd starts: FTFW sends
+    only changes, so a conntrackd that systemd restarted, or that a boot started, would
+    otherwise hold none of the flows that were open before it, and a takeover then would
+    lose them.
 
     Address Ignore lists loopback and the two cluster IPs: traffic to the nodes themselves
     (SSH, config sync, this very sync link) means nothing to the peer. Floating IPs are not
@@ -320,6 +324,7 @@ def render_conntrackd(cfg: ClusterConfig, local_hostname: str, paths: Paths) -> 
             "Mode FTFW",
             [
                 "DisableExternalCache Off",
+                "StartupResync on",
                 f"CommitTimeout {CONNTRACKD_COMMIT_TIMEOUT}",
                 f"PurgeTimeout {CONNTRACKD_PURGE_TIMEOUT}",
             ],

@@ -340,6 +340,7 @@ def test_conntrackd_ipv4():
     assert balanced(text)
     assert section(text, "Mode FTFW") == [
         "DisableExternalCache Off",
+        "StartupResync on",
         "CommitTimeout 1800",
         "PurgeTimeout 5",
     ]
