@@ -33,7 +33,7 @@ from skutui.domain.drift import Drift, compare
 from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, InterfaceAddress, Role
 from skutui.domain.paths import Paths
-from skutui.domain.readiness import Readiness
+from skutui.domain.readiness import Readiness, handed_over
 from skutui.domain.syncplan import synced_roots
 from skutui.domain.wire import (
     CheckResult,
@@ -48,12 +48,17 @@ from skutui.domain.wire import (
 )
 from skutui.system import control, net, vrrp_probe
 from skutui.system.change import Change
-from skutui.system.node import LocalNode
+from skutui.system.node import LocalNode, NodeFacts
 
 NODES_TIMEOUT_MIN = 2.0
 """Seconds the node table waits at least for the peer's facts (else twice the check interval)."""
 STATUS_TIMEOUT = 2.0
 """Seconds ``status`` waits for the peer's facts before it shows the peer unreachable."""
+CATCH_UP = 10.0
+"""Seconds maintenance on a master waits for a backup that lacks only what the master is
+handing over now (a push, a replay) before it refuses: a change made a moment before
+leaves one under way."""
+CATCH_UP_POLL = 0.2
 NO_CLUSTER = "No cluster is configured on this node."
 PUSH_TIMEOUT = 300.0
 """Seconds a push of the master's copy may take (a whole compare, then what differs)."""
@@ -290,8 +295,7 @@ class ClusterOperations:
                            other: NodeOps, on: bool, force: bool) -> str:
         if not on:
             return await ops.set_maintenance(False)
-        rows = {row.node: row for row in await self._rows(config, STATUS_TIMEOUT)}
-        target, taker = rows[node], rows["remote" if node == "local" else "local"]
+        target, taker = await self._maintenance_sides(config, node, force)
         if target.role is not Role.MASTER:
             done = await ops.set_maintenance(True)
             if taker.role is Role.MASTER:
@@ -306,6 +310,28 @@ class ClusterOperations:
         seconds = await ops.hand_over(lifecycle.handover_timeout(config, taker.hostname))
         return lifecycle.maintenance_handed_over(config, await ops.set_maintenance(True),
                                                  taker.hostname, seconds)
+
+    async def _maintenance_sides(self, config: ClusterConfig, node: NodeSide,
+                                 force: bool) -> tuple[NodeRow, NodeRow]:
+        """The rows of ``node`` and of the other node. While ``node`` is the master and the
+        other could take over but for what the master is handing over now, read again until
+        it can (CATCH_UP at most)."""
+        deadline = time.monotonic() + CATCH_UP
+        while True:
+            local, remote = await self._facts(config, STATUS_TIMEOUT)
+            rows = {row.node: row for row in self._node_rows(config, local, remote)}
+            target, taker = rows[node], rows["remote" if node == "local" else "local"]
+            if (force or target.role is not Role.MASTER or not lifecycle.takeover_refusal(taker)
+                    or isinstance(remote, BaseException) or time.monotonic() >= deadline):
+                return target, taker
+            if node == "local":
+                local = dataclasses.replace(local, standby=handed_over(local.standby))
+            else:
+                remote = dataclasses.replace(remote, standby=handed_over(remote.standby))
+            after = {row.node: row for row in self._node_rows(config, local, remote)}
+            if lifecycle.takeover_refusal(after[taker.node]):
+                return target, taker  # more than the hand-over under way
+            await asyncio.sleep(CATCH_UP_POLL)
 
     async def finish_interrupted(self, progress: Progress = no_progress) -> str | None:
         """Roll back a change this node started that was killed before it could (see
@@ -328,14 +354,23 @@ class ClusterOperations:
         return ClusterStatus(hostname, __version__, config, rows)
 
     async def _rows(self, config: ClusterConfig, timeout: float) -> list[NodeRow]:
+        return self._node_rows(config, *await self._facts(config, timeout))
+
+    async def _facts(self, config: ClusterConfig, timeout: float
+                     ) -> tuple[NodeFacts, NodeFacts | BaseException]:
+        """Both nodes' facts, read side by side; the peer's is what kept it from answering
+        within ``timeout`` when it did not."""
+        peer = self._peer_of(config)
+        local, remote = await asyncio.gather(
+            self.local.facts(), asyncio.wait_for(peer.facts(), timeout), return_exceptions=True)
+        if isinstance(local, BaseException):
+            raise local
+        return local, remote
+
+    def _node_rows(self, config: ClusterConfig, local: NodeFacts,
+                   remote: NodeFacts | BaseException) -> list[NodeRow]:
         me = config.node(self.hostname())
-        peer = config.peer_of(me.hostname)
-        remote = self._peer_ops(peer.ip, peer.hostname)
-        local_facts, remote_facts = await asyncio.gather(
-            self.local.facts(), asyncio.wait_for(remote.facts(), timeout), return_exceptions=True)
-        if isinstance(local_facts, BaseException):
-            raise local_facts
-        return node_rows(me, peer, local_facts, remote_facts)
+        return node_rows(me, config.peer_of(me.hostname), local, remote)
 
     async def history(self, since: float | None = None, kinds: list[str] | None = None) -> Timeline:
         local = await self.local.history(since, kinds)
@@ -409,12 +444,7 @@ class ClusterOperations:
         config = await self.cluster()
         if config is None:
             return []
-        peer = self._peer_of(config)
-        timeout = max(NODES_TIMEOUT_MIN, 2 * config.check_interval)
-        local, remote = await asyncio.gather(
-            self.local.facts(), asyncio.wait_for(peer.facts(), timeout), return_exceptions=True)
-        if isinstance(local, BaseException):
-            raise local
+        local, remote = await self._facts(config, max(NODES_TIMEOUT_MIN, 2 * config.check_interval))
         if isinstance(remote, BaseException):
             return [readiness_of(local, None)]
         return [readiness_of(local, remote), readiness_of(remote, local)]

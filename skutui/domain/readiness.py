@@ -124,6 +124,14 @@ def _queues(master: Mapping[str, Any] | None) -> list[Check]:
     return checks
 
 
+def handed_over(master: Mapping[str, Any]) -> dict[str, Any]:
+    """The master's ``standby`` facts as they will read once it has handed over what it is
+    handing over now: no change waiting to be pushed, no command waiting to be replayed."""
+    sync = master.get("sync")
+    return {**master, "replication_queue": None if master.get("replication_queue") is None else 0,
+            "sync": {**sync, "pending_changes": 0, "needs_reconcile": False} if sync else sync}
+
+
 def last_sync(master: Mapping[str, Any] | None) -> float | None:
     sync = (master or {}).get("sync") or {}
     times = [t for t in (sync.get("last_push"), sync.get("last_reconcile")) if t]

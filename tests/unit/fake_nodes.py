@@ -85,6 +85,10 @@ class FakeNode:
         self.links = list(LINKS)
         self.services_down: list[str] = []
         self.handover_seconds = 0.5
+        self.unpushed = 0
+        """Changes its sync has not pushed yet, while it is master: one fewer at each read
+        of its facts (the push goes on), unless ``stalled``."""
+        self.stalled = False
         self.fail: dict[str, BaseException] = {}
         """Operation -> what it raises, every time it is called."""
         self.before: dict[str, Callable[[], Any]] = {}
@@ -121,7 +125,15 @@ class FakeNode:
                       "agent": self.running, "sync": self.running and role is Role.MASTER},
             holds_floating_ips=self.running and role is Role.MASTER,
             interface_up=True, services_down=list(self.services_down),
-            standby=standby(role, conntrackd=self.running))
+            standby=self._standby(role))
+
+    def _standby(self, role: Role) -> dict[str, Any]:
+        seen = standby(role, conntrackd=self.running)
+        if seen["sync"] is not None:
+            seen["sync"]["pending_changes"] = self.unpushed
+            if not self.stalled:
+                self.unpushed = max(0, self.unpushed - 1)
+        return seen
 
     async def inventory(self) -> dict[str, Any]:
         await self._step("inventory")

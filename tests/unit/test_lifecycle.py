@@ -574,6 +574,46 @@ async def test_maintenance_of_the_master_is_refused_when_the_peer_cannot_take_ov
     assert [entry[:2] for entry in pair.steps()] == [("node-a", "set_maintenance")]
 
 
+@pytest.fixture
+def quick_catch_up(monkeypatch) -> None:
+    monkeypatch.setattr("skutui.cluster.operations.CATCH_UP_POLL", 0.01)
+
+
+def facts_read(pair: Pair, node: str) -> int:
+    return sum(1 for entry in pair.log if entry[:2] == (node, "facts"))
+
+
+async def test_maintenance_of_the_master_waits_for_the_push_under_way(pair, ops, quick_catch_up):
+    """Just after a change the master's sync is still pushing it, and the backup is not
+    ready to take over for those moments; maintenance waits for the push, not refuses."""
+    pair.configured(cluster())
+    pair.a.unpushed = 3
+    message = await ops.set_maintenance("local", True)
+    assert message.startswith("node-a is in maintenance; node-b committed the connection state")
+    assert facts_read(pair, "node-a") == 4 and pair.a.unpushed == 0
+    assert (pair.a.current_role, pair.b.current_role) == (Role.MAINTENANCE, Role.MASTER)
+
+
+async def test_maintenance_waits_for_a_push_only_so_long(pair, ops, quick_catch_up, monkeypatch):
+    monkeypatch.setattr("skutui.cluster.operations.CATCH_UP", 0.1)
+    pair.configured(cluster())
+    pair.a.unpushed, pair.a.stalled = 1, True
+    with pytest.raises(Refused, match=r"node-b cannot take over \(backup, FAILURE: not ready to "
+                                      r"take over: sync behind\)"):
+        await ops.set_maintenance("local", True)
+    assert facts_read(pair, "node-a") > 1
+    assert pair.steps() == [] and pair.a.current_role is Role.MASTER and not pair.a.maintenance
+
+
+async def test_a_peer_that_lacks_more_than_a_push_is_refused_at_once(pair, ops, quick_catch_up):
+    pair.configured(cluster())
+    pair.a.unpushed, pair.a.stalled = 1, True
+    pair.b.services_down = ["haproxy"]
+    with pytest.raises(Refused, match="not ready to take over: sync behind, haproxy is down"):
+        await ops.set_maintenance("local", True)
+    assert facts_read(pair, "node-a") == 1
+
+
 async def test_a_handover_the_peer_does_not_take_leaves_this_node_master(pair, ops):
     pair.configured(cluster())
     pair.a.fail["hand_over"] = Failed("the peer did not take over the floating IPs within 2.6 s; "
