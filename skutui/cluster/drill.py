@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from skutui.domain import drill as plan
 from skutui.domain import history
 from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, Role
+from skutui.domain.readiness import CATCH_UP, CATCH_UP_POLL, handed_over
 from skutui.domain.timing import master_down
 from skutui.domain.wire import Progress
 from skutui.system.node import NodeFacts
@@ -57,6 +59,20 @@ async def _facts(ops: LocalNodeOps | RemoteNodeOps) -> NodeFacts:
     return await ops.facts()
 
 
+async def _caught_up(local: LocalNodeOps, remote: RemoteNodeOps) -> tuple[NodeFacts, NodeFacts]:
+    """Both nodes' facts; read again while the peer could take over but for what this
+    node is handing over now (CATCH_UP at most)."""
+    deadline = time.monotonic() + CATCH_UP
+    while True:
+        mine, theirs = await asyncio.gather(_facts(local), _facts(remote))
+        if readiness_of(theirs, mine).ready or time.monotonic() >= deadline:
+            return mine, theirs
+        after = dataclasses.replace(mine, standby=handed_over(mine.standby))
+        if not readiness_of(theirs, after).ready:
+            return mine, theirs  # more than the hand-over under way
+        await asyncio.sleep(CATCH_UP_POLL)
+
+
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
@@ -79,7 +95,7 @@ async def check(local: LocalNodeOps, remote: RemoteNodeOps, config: ClusterConfi
     if config.failback == peer:
         raise DrillRefused(f"failback names {peer}: it would keep the floating IPs instead of "
                            f"handing them back; set failback to disabled or {me} first")
-    mine, theirs = await asyncio.gather(_facts(local), _facts(remote))
+    mine, theirs = await _caught_up(local, remote)
     if mine.role is not Role.MASTER:
         raise DrillRefused(f"this node ({me}) is {mine.role.value}: a drill starts on the master")
     standby = readiness_of(theirs, mine)

@@ -33,7 +33,7 @@ from skutui.domain.drift import Drift, compare
 from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, InterfaceAddress, Role
 from skutui.domain.paths import Paths
-from skutui.domain.readiness import Readiness, handed_over
+from skutui.domain.readiness import CATCH_UP, CATCH_UP_POLL, Readiness, handed_over
 from skutui.domain.syncplan import synced_roots
 from skutui.domain.wire import (
     CheckResult,
@@ -54,11 +54,6 @@ NODES_TIMEOUT_MIN = 2.0
 """Seconds the node table waits at least for the peer's facts (else twice the check interval)."""
 STATUS_TIMEOUT = 2.0
 """Seconds ``status`` waits for the peer's facts before it shows the peer unreachable."""
-CATCH_UP = 10.0
-"""Seconds maintenance on a master waits for a backup that lacks only what the master is
-handing over now (a push, a replay) before it refuses: a change made a moment before
-leaves one under way."""
-CATCH_UP_POLL = 0.2
 NO_CLUSTER = "No cluster is configured on this node."
 PUSH_TIMEOUT = 300.0
 """Seconds a push of the master's copy may take (a whole compare, then what differs)."""

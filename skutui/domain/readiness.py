@@ -23,6 +23,11 @@ and go between the two reads, and FTFW carries a new one in some milliseconds.""
 CACHE_SLACK_MIN = 5
 """Entries the standby may lack whatever the cache's size."""
 
+CATCH_UP = 10.0
+"""Seconds what needs the backup ready (maintenance on the master, a drill) waits while it
+lacks only what the master is handing over now (a push, a replay), before it refuses: a
+change made a moment before leaves one under way."""
+CATCH_UP_POLL = 0.2
 LINK_UP, LINK_DOWN, LINK_MISSING = "up", "down", "missing"
 SERVICE_RUNNING, SERVICE_INSTALLED, SERVICE_MISSING = "running", "installed", "missing"
 

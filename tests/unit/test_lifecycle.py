@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from skutui.cluster import lifecycle, transaction
+from skutui.cluster import drill, lifecycle, transaction
 from skutui.cluster.lifecycle import master_down
 from skutui.cluster.operations import ClusterOperations
 from skutui.domain.errors import BadInput, Failed, Interrupted, Refused, ValidationError
@@ -576,7 +576,8 @@ async def test_maintenance_of_the_master_is_refused_when_the_peer_cannot_take_ov
 
 @pytest.fixture
 def quick_catch_up(monkeypatch) -> None:
-    monkeypatch.setattr("skutui.cluster.operations.CATCH_UP_POLL", 0.01)
+    for user in ("operations", "drill"):
+        monkeypatch.setattr(f"skutui.cluster.{user}.CATCH_UP_POLL", 0.01)
 
 
 def facts_read(pair: Pair, node: str) -> int:
@@ -612,6 +613,18 @@ async def test_a_peer_that_lacks_more_than_a_push_is_refused_at_once(pair, ops, 
     with pytest.raises(Refused, match="not ready to take over: sync behind, haproxy is down"):
         await ops.set_maintenance("local", True)
     assert facts_read(pair, "node-a") == 1
+
+
+async def test_a_drill_waits_for_the_push_under_way_and_no_longer(pair, quick_catch_up, monkeypatch):
+    pair.configured(cluster())
+    pair.a.unpushed = 3
+    mine, theirs = await drill.check(pair.a, pair.b, cluster(), "node-a", "node-b")
+    assert (mine.role, theirs.role, pair.a.unpushed) == (Role.MASTER, Role.BACKUP, 0)
+    monkeypatch.setattr("skutui.cluster.drill.CATCH_UP", 0.1)
+    pair.a.unpushed, pair.a.stalled = 1, True
+    with pytest.raises(drill.DrillRefused, match="node-b could not take over now: the master's "
+                                                 "sync: 1 change"):
+        await drill.check(pair.a, pair.b, cluster(), "node-a", "node-b")
 
 
 async def test_a_handover_the_peer_does_not_take_leaves_this_node_master(pair, ops):
