@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from skutui.cluster.nodeops import LocalNodeOps, ProbeHandle, RemoteNodeOps
-from skutui.cluster.rows import readiness_of
+from skutui.cluster.rows import after_hand_over, read_while_catching_up, readiness_of
 from skutui.domain import drill as plan
 from skutui.domain import history
 from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, Role
-from skutui.domain.readiness import CATCH_UP, CATCH_UP_POLL, handed_over
 from skutui.domain.timing import master_down
 from skutui.domain.wire import Progress
 from skutui.system.node import NodeFacts
@@ -59,18 +57,14 @@ async def _facts(ops: LocalNodeOps | RemoteNodeOps) -> NodeFacts:
     return await ops.facts()
 
 
-async def _caught_up(local: LocalNodeOps, remote: RemoteNodeOps) -> tuple[NodeFacts, NodeFacts]:
-    """Both nodes' facts; read again while the peer could take over but for what this
-    node is handing over now (CATCH_UP at most)."""
-    deadline = time.monotonic() + CATCH_UP
-    while True:
-        mine, theirs = await asyncio.gather(_facts(local), _facts(remote))
-        if readiness_of(theirs, mine).ready or time.monotonic() >= deadline:
-            return mine, theirs
-        after = dataclasses.replace(mine, standby=handed_over(mine.standby))
-        if not readiness_of(theirs, after).ready:
-            return mine, theirs  # more than the hand-over under way
-        await asyncio.sleep(CATCH_UP_POLL)
+async def _both(local: LocalNodeOps, remote: RemoteNodeOps) -> tuple[NodeFacts, NodeFacts]:
+    return await asyncio.gather(_facts(local), _facts(remote))
+
+
+def _catching_up(seen: tuple[NodeFacts, NodeFacts]) -> bool:
+    """The peer could take over but for what this node, the master, is handing over now."""
+    mine, theirs = seen
+    return not readiness_of(theirs, mine).ready and readiness_of(theirs, after_hand_over(mine)).ready
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -95,7 +89,7 @@ async def check(local: LocalNodeOps, remote: RemoteNodeOps, config: ClusterConfi
     if config.failback == peer:
         raise DrillRefused(f"failback names {peer}: it would keep the floating IPs instead of "
                            f"handing them back; set failback to disabled or {me} first")
-    mine, theirs = await _caught_up(local, remote)
+    mine, theirs = await read_while_catching_up(lambda: _both(local, remote), _catching_up)
     if mine.role is not Role.MASTER:
         raise DrillRefused(f"this node ({me}) is {mine.role.value}: a drill starts on the master")
     standby = readiness_of(theirs, mine)

@@ -25,7 +25,7 @@ from skutui.cluster.events import EventFollower
 from skutui.cluster.lifecycle import no_progress
 from skutui.cluster.nodeops import LocalNodeOps, LocalOps, NodeOps, RemoteNodeOps
 from skutui.cluster.preflight import Authenticate, Checked, Contacted, RoutersHeard
-from skutui.cluster.rows import node_rows, readiness_of
+from skutui.cluster.rows import after_hand_over, node_rows, read_while_catching_up, readiness_of
 from skutui.cluster.transaction import finish_interrupted, locked, reason, transaction
 from skutui.domain import drill as drill_plan
 from skutui.domain import history, validation
@@ -33,7 +33,7 @@ from skutui.domain.drift import Drift, compare
 from skutui.domain.errors import Failed
 from skutui.domain.model import ClusterConfig, InterfaceAddress, Role
 from skutui.domain.paths import Paths
-from skutui.domain.readiness import CATCH_UP, CATCH_UP_POLL, Readiness, handed_over
+from skutui.domain.readiness import Readiness
 from skutui.domain.syncplan import synced_roots
 from skutui.domain.wire import (
     CheckResult,
@@ -310,23 +310,28 @@ class ClusterOperations:
                                  force: bool) -> tuple[NodeRow, NodeRow]:
         """The rows of ``node`` and of the other node. While ``node`` is the master and the
         other could take over but for what the master is handing over now, read again until
-        it can (CATCH_UP at most)."""
-        deadline = time.monotonic() + CATCH_UP
-        while True:
+        it can."""
+        other: NodeSide = "remote" if node == "local" else "local"
+        Seen = tuple[NodeFacts, NodeFacts | BaseException, dict[str, NodeRow]]
+
+        async def read() -> Seen:
             local, remote = await self._facts(config, STATUS_TIMEOUT)
-            rows = {row.node: row for row in self._node_rows(config, local, remote)}
-            target, taker = rows[node], rows["remote" if node == "local" else "local"]
-            if (force or target.role is not Role.MASTER or not lifecycle.takeover_refusal(taker)
-                    or isinstance(remote, BaseException) or time.monotonic() >= deadline):
-                return target, taker
+            return local, remote, {row.node: row for row in self._node_rows(config, local, remote)}
+
+        def catching_up(seen: Seen) -> bool:
+            local, remote, rows = seen
+            if (force or rows[node].role is not Role.MASTER or isinstance(remote, BaseException)
+                    or not lifecycle.takeover_refusal(rows[other])):
+                return False
             if node == "local":
-                local = dataclasses.replace(local, standby=handed_over(local.standby))
+                local = after_hand_over(local)
             else:
-                remote = dataclasses.replace(remote, standby=handed_over(remote.standby))
+                remote = after_hand_over(remote)
             after = {row.node: row for row in self._node_rows(config, local, remote)}
-            if lifecycle.takeover_refusal(after[taker.node]):
-                return target, taker  # more than the hand-over under way
-            await asyncio.sleep(CATCH_UP_POLL)
+            return not lifecycle.takeover_refusal(after[other])
+
+        rows = (await read_while_catching_up(read, catching_up))[2]
+        return rows[node], rows[other]
 
     async def finish_interrupted(self, progress: Progress = no_progress) -> str | None:
         """Roll back a change this node started that was killed before it could (see

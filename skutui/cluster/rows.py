@@ -6,14 +6,28 @@ of both nodes to the configured nodes, and says why a peer that did not answer d
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from skutui.domain.digest import FAILED_SERVICES, MESSAGE_PASSIVE, NOT_READY, digest
 from skutui.domain.digest import NodeFacts as DigestFacts
 from skutui.domain.model import Node, Role, Status
-from skutui.domain.readiness import Readiness, drift_message, not_ready_message, readiness
+from skutui.domain.readiness import (
+    CATCH_UP,
+    CATCH_UP_POLL,
+    Readiness,
+    drift_message,
+    handed_over,
+    not_ready_message,
+    readiness,
+)
 from skutui.domain.wire import NodeRow, NodeSide
 from skutui.system.node import NodeFacts
+
+T = TypeVar("T")
 
 HOST_KEY_CHANGED = "its SSH host key changed; nothing is sent until it is re-pinned"
 
@@ -91,3 +105,21 @@ def as_dicts(rows: list[NodeRow]) -> list[dict[str, str]]:
          "status": r.status.value, "colour": r.colour, "message": r.message}
         for r in rows
     ]
+
+
+def after_hand_over(master: NodeFacts) -> NodeFacts:
+    """The master's facts as they will read once it has handed over what it is handing over
+    now (a push, a replay)."""
+    return dataclasses.replace(master, standby=handed_over(master.standby))
+
+
+async def read_while_catching_up(read: Callable[[], Awaitable[T]],
+                                 catching_up: Callable[[T], bool]) -> T:
+    """What ``read`` returns, read again while ``catching_up`` finds the backup short of
+    only what the master is handing over now (CATCH_UP at most)."""
+    deadline = time.monotonic() + CATCH_UP
+    while True:
+        seen = await read()
+        if time.monotonic() >= deadline or not catching_up(seen):
+            return seen
+        await asyncio.sleep(CATCH_UP_POLL)

@@ -576,8 +576,7 @@ async def test_maintenance_of_the_master_is_refused_when_the_peer_cannot_take_ov
 
 @pytest.fixture
 def quick_catch_up(monkeypatch) -> None:
-    for user in ("operations", "drill"):
-        monkeypatch.setattr(f"skutui.cluster.{user}.CATCH_UP_POLL", 0.01)
+    monkeypatch.setattr("skutui.cluster.rows.CATCH_UP_POLL", 0.01)
 
 
 def facts_read(pair: Pair, node: str) -> int:
@@ -596,7 +595,7 @@ async def test_maintenance_of_the_master_waits_for_the_push_under_way(pair, ops,
 
 
 async def test_maintenance_waits_for_a_push_only_so_long(pair, ops, quick_catch_up, monkeypatch):
-    monkeypatch.setattr("skutui.cluster.operations.CATCH_UP", 0.1)
+    monkeypatch.setattr("skutui.cluster.rows.CATCH_UP", 0.1)
     pair.configured(cluster())
     pair.a.unpushed, pair.a.stalled = 1, True
     with pytest.raises(Refused, match=r"node-b cannot take over \(backup, FAILURE: not ready to "
@@ -620,7 +619,7 @@ async def test_a_drill_waits_for_the_push_under_way_and_no_longer(pair, quick_ca
     pair.a.unpushed = 3
     mine, theirs = await drill.check(pair.a, pair.b, cluster(), "node-a", "node-b")
     assert (mine.role, theirs.role, pair.a.unpushed) == (Role.MASTER, Role.BACKUP, 0)
-    monkeypatch.setattr("skutui.cluster.drill.CATCH_UP", 0.1)
+    monkeypatch.setattr("skutui.cluster.rows.CATCH_UP", 0.1)
     pair.a.unpushed, pair.a.stalled = 1, True
     with pytest.raises(drill.DrillRefused, match="node-b could not take over now: the master's "
                                                  "sync: 1 change"):
